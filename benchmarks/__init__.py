@@ -1,0 +1,1 @@
+"""Speed and memory goals as ratios against a baseline measured in the same run."""

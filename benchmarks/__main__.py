@@ -1,0 +1,48 @@
+"""``python -m benchmarks [--json] [--only P1,P4]``: run the benchmark modules, print ratios."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from benchmarks.common import Result
+
+# module name -> ids it produces; each module exposes ``run(quick: bool) -> list[Result]``
+MODULES: dict[str, tuple[str, ...]] = {
+    "benchmarks.p1_sampler": ("P1",),
+    "benchmarks.p2_embed": ("P2",),
+    "benchmarks.p4_pca": ("P4", "P4b"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--json", action="store_true", help="one JSON object per line")
+    ap.add_argument("--only", default="", help="comma-separated ids, e.g. P1,P4b")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run, not for goals)")
+    args = ap.parse_args(argv)
+    only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
+    rows: list[Result] = []
+    for mod_name, ids in MODULES.items():
+        if only and not only.intersection(ids):
+            continue
+        mod = importlib.import_module(mod_name)
+        for row in mod.run(quick=args.quick):
+            if only and row.id.upper() not in only:
+                continue
+            rows.append(row)
+            if args.json:
+                print(json.dumps(row.as_json()), flush=True)
+    if not args.json:
+        print(f"{'id':<5} {'measure':<62} {'value':>9} {'goal':>8}  pass")
+        for r in rows:
+            print(f"{r.id:<5} {r.measure:<62} {r.value:>9.3f} {r.goal:>8}  {'yes' if r.passed else 'NO'}")
+            if r.note:
+                print(f"      {r.note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The benchmark row and small timing helpers shared by every benchmark module."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    """One benchmark row: ``value`` compared against ``goal`` (a string such as ``"<= 1.05"``)."""
+
+    id: str
+    measure: str
+    value: float
+    goal: str
+    passed: bool
+    note: str = ""
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "measure": self.measure, "value": round(float(self.value), 4),
+                "goal": self.goal, "pass": bool(self.passed), "note": self.note}
+
+
+def check(value: float, goal: str) -> bool:
+    """Evaluate ``value`` against a goal string like ``"<= 1.05"`` or ``">= 1.5"``."""
+    op, target = goal.split()
+    t = float(target)
+    return {"<=": value <= t, ">=": value >= t, "<": value < t, ">": value > t}[op]
+
+
+def best_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Best wall time of ``repeats`` calls after ``warmup`` calls (min is the least noisy estimate)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
+    """Best time of each callable, alternating them so machine noise hits both alike."""
+    for fn in fns.values():
+        fn()
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best

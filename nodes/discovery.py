@@ -1,0 +1,195 @@
+"""Discovery nodes: Trajectory Sampler → CLIP Embed → PCA Decompose (SliderSpace §1 steps 1–3)."""
+
+from __future__ import annotations
+
+import os
+
+import comfy.samplers
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+from ..sliderspace_core.encoders import Embeddings, check_finite, embed_in_batches, embed_images, load_open_clip
+from ..sliderspace_core.errors import InputError
+from ..sliderspace_core.pca import fit_pca
+from ..sliderspace_core.plots import scree_plot
+from ..sliderspace_core.trajectories import KEEP_MODES, select_steps, split_prompts
+from . import types as T
+from .comfy_glue import ClipVisionEncoder, Progress, encode_text, node_errors, sample_trajectories, vae_decoder
+
+OPEN_CLIP_FOLDER = "sliderspace_encoders"
+if OPEN_CLIP_FOLDER not in folder_paths.folder_names_and_paths:
+    folder_paths.add_model_folder_path(OPEN_CLIP_FOLDER, os.path.join(folder_paths.models_dir, OPEN_CLIP_FOLDER))
+
+
+class TrajectorySampler(io.ComfyNode):
+    NAME = "SliderSpace Trajectory Sampler"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceTrajectorySampler", display_name=cls.NAME, category=T.CATEGORY,
+            description="Samples trajectories for a concept and keeps the predicted clean latent x̂0 at the "
+                        "chosen steps (SliderSpace keeps every step).",
+            inputs=[
+                io.Model.Input("model"),
+                io.Clip.Input("clip", tooltip="Text encoder used for the prompts."),
+                io.String.Input("prompts", multiline=True, default="a photo of a dog",
+                                tooltip="One prompt per line; trajectories go round-robin over the lines."),
+                io.String.Input("negative", multiline=True, default="", tooltip="Negative prompt for all."),
+                io.Int.Input("trajectories", default=16, min=1, max=1_000_000,
+                             tooltip="How many sampling runs (the paper uses 1000+)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Trajectory i uses seed + i, as a batch-1 KSampler would."),
+                io.Int.Input("steps", default=20, min=1, max=10000),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
+                io.Int.Input("width", default=512, min=16, max=16384, step=8),
+                io.Int.Input("height", default=512, min=16, max=16384, step=8),
+                io.Int.Input("batch_size", default=4, min=1, max=4096, tooltip="Trajectories per sampler call."),
+                io.Combo.Input("keep_steps", options=list(KEEP_MODES), default="every step",
+                               tooltip="Which steps' x̂0 to keep: every step (paper), every k-th, or final."),
+                io.Int.Input("keep_every", default=5, min=1, max=10000, tooltip="k for 'every k-th step'."),
+                io.Combo.Input("store_dtype", options=["float16", "float32"], default="float16",
+                               tooltip="Storage precision of the kept latents (CPU memory)."),
+            ],
+            outputs=[T.Trajectories.Output(display_name="trajectories"),
+                     io.Latent.Output(display_name="final_latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, clip, prompts, negative, trajectories, seed, steps, cfg, sampler_name, scheduler,
+                width, height, batch_size, keep_steps, keep_every, store_dtype) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            lines = split_prompts(prompts)
+            if trajectories < 1:
+                raise InputError("trajectories", f"must be at least 1, got {trajectories}.",
+                                 "set trajectories to 1 or more.")
+            keep = select_steps(steps, keep_steps, keep_every)
+            positive = [encode_text(clip, p) for p in lines]
+            neg = encode_text(clip, negative)
+            traj, finals = sample_trajectories(
+                model, positive, neg, lines, trajectories, seed, steps, cfg, sampler_name, scheduler,
+                width, height, batch_size, keep, getattr(torch, store_dtype))
+            traj.config["negative"] = negative
+        return io.NodeOutput(traj, {"samples": finals})
+
+
+class LoadOpenClipEncoder(io.ComfyNode):
+    NAME = "SliderSpace Load open_clip Encoder"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceLoadOpenClipEncoder", display_name=cls.NAME, category=T.CATEGORY,
+            description=f"Optional: an open_clip image encoder (e.g. TinyCLIP) from models/{OPEN_CLIP_FOLDER}; "
+                        "needs open_clip_torch installed. Never downloads.",
+            inputs=[
+                io.String.Input("architecture", default="ViT-B-32", tooltip="open_clip model name."),
+                io.Combo.Input("file", options=folder_paths.get_filename_list(OPEN_CLIP_FOLDER),
+                               tooltip="Weights file (.safetensors preferred; .pt/.bin loaded weights-only)."),
+            ],
+            outputs=[T.ImageEncoder.Output(display_name="encoder")],
+        )
+
+    @classmethod
+    def execute(cls, architecture, file) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            path = folder_paths.get_full_path(OPEN_CLIP_FOLDER, file) if file else None
+            if not path:
+                raise InputError("file", f"{file!r} is not in models/{OPEN_CLIP_FOLDER}.",
+                                 "put the weights file there and refresh.")
+            return io.NodeOutput(load_open_clip(architecture.strip(), path))
+
+
+class ClipEmbed(io.ComfyNode):
+    NAME = "SliderSpace CLIP Embed"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceClipEmbed", display_name=cls.NAME, category=T.CATEGORY,
+            description="Decodes every kept x̂0 (or takes an IMAGE batch) and embeds it with a CLIP image "
+                        "encoder, streaming in batches. L2-normalised.",
+            inputs=[
+                T.Trajectories.Input("trajectories", optional=True),
+                io.Vae.Input("vae", optional=True, tooltip="Decodes the trajectories' latents."),
+                io.Image.Input("images", optional=True, tooltip="Embed these instead of trajectories."),
+                io.ClipVision.Input("clip_vision", optional=True),
+                T.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                io.Int.Input("batch_size", default=16, min=1, max=4096, tooltip="Images decoded+embedded at once."),
+            ],
+            outputs=[T.Embeddings.Output(display_name="embeddings")],
+        )
+
+    @classmethod
+    def execute(cls, batch_size, trajectories=None, vae=None, images=None, clip_vision=None,
+                encoder=None) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            enc = cls._encoder(clip_vision, encoder)
+            if trajectories is not None:
+                if vae is None:
+                    raise InputError("vae", "is required to decode trajectories.",
+                                     "connect the VAE of the checkpoint that sampled them.")
+                items, prov = trajectories.flat()
+                decode = vae_decoder(vae, trajectories.latent, int(items.shape[1]))
+                progress = Progress(len(items))
+                vectors = embed_in_batches(items, decode, enc, batch_size, on_batch=progress)
+                check_finite(vectors, "trajectories", "the embeddings of the decoded x̂0")
+                emb = Embeddings(vectors, prov["trajectory"], prov["step"], prov["sigma"], prov["prompt_index"],
+                                 enc.encoder_id, True, tuple(trajectories.prompts))
+            elif images is not None:
+                check_finite(images, "images", "the images")
+                progress = Progress(len(images))
+                vectors = embed_in_batches(images, lambda x: x, enc, batch_size, on_batch=progress,
+                                           input_name="images")
+                emb = Embeddings.from_images(vectors, enc.encoder_id)
+            else:
+                raise InputError("trajectories", "nothing to embed: neither trajectories nor images is connected.",
+                                 "connect the Trajectory Sampler's trajectories (with a VAE) or an IMAGE batch.")
+        return io.NodeOutput(emb)
+
+    @staticmethod
+    def _encoder(clip_vision, encoder):
+        if clip_vision is not None and encoder is not None:
+            raise InputError("encoder", "both clip_vision and encoder are connected.", "connect only one of them.")
+        if clip_vision is not None:
+            return ClipVisionEncoder(clip_vision)
+        if encoder is not None:
+            return encoder
+        raise InputError("clip_vision", "no image encoder is connected.",
+                         "connect a CLIP_VISION (Load CLIP Vision) or an open_clip encoder.")
+
+
+class PcaDecompose(io.ComfyNode):
+    NAME = "SliderSpace PCA Decompose"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpacePCADecompose", display_name=cls.NAME, category=T.CATEGORY,
+            description="Principal directions of the embeddings: the basis each slider will be trained on.",
+            inputs=[
+                T.Embeddings.Input("embeddings"),
+                io.Int.Input("n_components", default=32, min=1, max=4096,
+                             tooltip="Directions to keep (the paper computes 100; usefulness fades after ~40)."),
+                io.Combo.Input("method", options=["auto", "exact", "randomized"], default="auto",
+                               tooltip="auto: exact covariance for moderate dimensions, randomized otherwise."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="For the randomized method."),
+            ],
+            outputs=[T.Basis.Output(display_name="basis"), io.Image.Output(display_name="scree_plot")],
+        )
+
+    @classmethod
+    def execute(cls, embeddings, n_components, method, seed) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            basis = fit_pca(embeddings.vectors, n_components, method=method, seed=seed, normalize=True,
+                            encoder_id=embeddings.encoder_id)
+            basis.source.update({"n_embeddings": len(embeddings), "prompts": list(embeddings.prompts)})
+            plot = scree_plot(basis.explained_variance_ratio.tolist(),
+                              title=f"PCA of {len(embeddings)} embeddings ({embeddings.encoder_id})")
+        return io.NodeOutput(basis, plot)
+
+
+__all__ = ["TrajectorySampler", "LoadOpenClipEncoder", "ClipEmbed", "PcaDecompose", "embed_images"]

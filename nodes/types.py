@@ -1,0 +1,10 @@
+"""Custom socket types of the pack (prefixed so they never clash with other packs)."""
+
+from comfy_api.latest import io
+
+Trajectories = io.Custom("SLIDERSPACE_TRAJECTORIES")
+Embeddings = io.Custom("SLIDERSPACE_EMBEDDINGS")
+Basis = io.Custom("SLIDERSPACE_BASIS")
+ImageEncoder = io.Custom("SLIDERSPACE_IMAGE_ENCODER")
+
+CATEGORY = "SliderSpace"

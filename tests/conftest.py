@@ -1,0 +1,24 @@
+"""Shared test setup: locating the ComfyUI test host and failing loudly when it is missing."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def comfyui_path() -> pathlib.Path | None:
+    p = pathlib.Path(os.environ.get("COMFYUI_PATH", ROOT / ".hosts" / "comfyui"))
+    return p if (p / "comfy").is_dir() and (p / "nodes.py").is_file() else None
+
+
+def require_host(what: str) -> None:
+    """Skip (loudly) or, under CI / SLIDERSPACE_REQUIRE_HOSTS=1, fail when a test host is missing."""
+    msg = f"TEST HOST MISSING: {what}. Run scripts/provision.sh (or set COMFYUI_PATH)."
+    print(f"\n{'!' * 20} {msg} {'!' * 20}")
+    if os.environ.get("SLIDERSPACE_REQUIRE_HOSTS") == "1" or os.environ.get("CI") == "true":
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
