@@ -15,7 +15,7 @@ def run(quick: bool) -> list[Result]:
 
     C = boot()["classes"]
     tiny = tiny_models.build()
-    n, steps, size = (4, 4, 64) if quick else (8, 12, 128)
+    n, steps, size = (4, 4, 64) if quick else (8, 12, 64)
     text = "a photo of a dog"
 
     def ours():

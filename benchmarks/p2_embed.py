@@ -15,7 +15,7 @@ def run(quick: bool) -> list[Result]:
 
     C = boot()["classes"]
     traj_mod = pack_module("sliderspace_core.trajectories")
-    n, lat = (4, 16) if quick else (16, 32)  # 32x32 latents = 256 px images
+    n, lat = (4, 8) if quick else (4, 16)  # 16x16 latents = 128 px images
     vae = tiny_models.build_vae() if quick else tiny_models.build_sd_vae()
     cv = tiny_models.build_clip_vision() if quick else tiny_models.build_clip_vision_vitb16()
     latents = torch.randn(n, 4, lat, lat, generator=torch.Generator().manual_seed(0))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sliderspace_core.errors import InputError
+from .errors import InputError
 
 PcaMethod = Literal["auto", "exact", "randomized"]
 EXACT_MAX_DIM = 4096
@@ -68,7 +68,8 @@ class Basis:
         return tensors, meta
 
     @classmethod
-    def from_state(cls, tensors: dict[str, Tensor], metadata: dict[str, str], prefix: str = "basis.") -> Basis:
+    def from_state(cls, tensors: dict[str, Tensor], metadata: dict[str, str],
+                   prefix: str = "basis.") -> Basis:
         """Inverse of :meth:`to_state`."""
         return cls(**{k: tensors[f"{prefix}{k}"] for k in _TENSOR_FIELDS},
                    n_samples=int(metadata[f"{prefix}n_samples"]),
@@ -135,13 +136,24 @@ def _inverse_norms(c: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- exact / streaming
 
 
-def _add_upper_gram(gram: Tensor, xc: Tensor, panels: int = 4) -> None:
-    """``gram += xc^T xc`` on the upper triangle only, in ``panels`` row panels (about 5/8 of the flops)."""
-    d = xc.shape[1]
-    panels = 1 if d < 256 else panels
-    edges = [round(i * d / panels) for i in range(panels + 1)]
-    for a0, a1 in zip(edges[:-1], edges[1:]):
-        gram[a0:a1, a0:] += xc[:, a0:a1].T @ xc[:, a0:]
+def _add_gram(gram: Tensor, xa: Tensor) -> Tensor:
+    """``gram += xa^T xa`` (at least its upper triangle, which is all that is read); returns the product.
+
+    On CPU through numpy, whose ``a.T @ a`` is BLAS ``syrk``: half the flops of a matrix product, and
+    torch has no ``syrk``. Elsewhere torch products over 4 row panels of the upper triangle (5/8).
+    """
+    if xa.device.type == "cpu":
+        a = xa.numpy()
+        prod = torch.from_numpy(a.T @ a)
+        gram += prod
+        return prod
+    d = xa.shape[1]
+    edges = [round(i * d / 4) for i in range(5)] if d >= 256 else [0, d]
+    prod = torch.zeros(d, d, dtype=xa.dtype, device=xa.device)
+    for a0, a1 in zip(edges[:-1], edges[1:], strict=True):
+        prod[a0:a1, a0:] = xa[:, a0:a1].T @ xa[:, a0:]
+    gram += prod
+    return prod
 
 
 def _eigh(cov: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,22 +181,25 @@ class CovarianceAccumulator:
         self.chunk_rows = chunk_rows
         self.n_samples = 0
         self._neg_shift: Tensor | None = None
-        self._sum: Tensor | None = None
+        # (D+1)^2: the shifted rows get a constant 1 appended, so the product also sums the columns
         self._gram: Tensor | None = None
         self._buf: Tensor | None = None
         self._pending = 0
 
+    @property
+    def dim(self) -> int | None:
+        return None if self._gram is None else self._gram.shape[0] - 1
+
     def update(self, chunk: Tensor) -> None:
         """Add the rows of an (n, D) chunk (L2-normalised first when ``normalize``)."""
         chunk = _as_matrix(chunk)
+        d = chunk.shape[1]
         if self._gram is None:
-            d, dev = chunk.shape[1], chunk.device
-            self._gram = torch.zeros(d, d, dtype=torch.float64, device=dev)
-            self._sum = torch.zeros(d, dtype=torch.float64, device=dev)
-            self._buf = torch.empty(self.chunk_rows, d, dtype=torch.float32, device=dev)
-        elif chunk.shape[1] != self._gram.shape[0]:
-            raise InputError("embeddings", f"a chunk has {chunk.shape[1]} features but earlier chunks had "
-                             f"{self._gram.shape[0]}.", "Feed embeddings from one encoder only.")
+            self._gram = torch.zeros(d + 1, d + 1, dtype=torch.float64, device=chunk.device)
+            self._buf = torch.ones(self.chunk_rows, d + 1, dtype=torch.float32, device=chunk.device)
+        elif d != self.dim:
+            raise InputError("embeddings", f"a chunk has {d} features but earlier chunks had {self.dim}.",
+                             "Feed embeddings from one encoder only.")
         start = 0
         while start < chunk.shape[0]:
             take = min(chunk.shape[0] - start, self.chunk_rows - self._pending)
@@ -197,7 +212,7 @@ class CovarianceAccumulator:
         inv = _inverse_norms(c)[:, None] if self.normalize else None
         if self._neg_shift is None:
             self._neg_shift = -(c * inv).mean(0) if inv is not None else -c.mean(0)
-        out = self._buf[self._pending:self._pending + c.shape[0]]
+        out = self._buf[self._pending:self._pending + c.shape[0], :-1]
         if inv is None:
             torch.add(c, self._neg_shift, out=out)
         else:
@@ -207,25 +222,21 @@ class CovarianceAccumulator:
     def _flush(self) -> None:
         if self._pending == 0:
             return
-        xc = self._buf[:self._pending]
-        colsum = xc.sum(0)
-        if not bool(torch.isfinite(colsum).all()):
-            _raise_nonfinite(xc)
-        self._sum += colsum
-        _add_upper_gram(self._gram, xc)
+        xa = self._buf[:self._pending]
+        prod = _add_gram(self._gram, xa)
+        if not bool(torch.isfinite(prod.diagonal()).all()):  # a NaN/Inf anywhere reaches its column's square
+            _raise_nonfinite(xa)
         self.n_samples += self._pending
         self._pending = 0
 
     def covariance(self) -> tuple[Tensor, Tensor]:
         """``(mean, covariance)`` in float64 of everything added so far (sample covariance, n - 1)."""
         self._flush()
-        if self._gram is None:
-            _check_rows(0)
         n = self.n_samples
         _check_rows(n)
-        gram = self._gram.triu() + self._gram.triu(1).T
-        s = self._sum
-        cov = (gram - torch.outer(s, s) / n) / (n - 1)
+        upper = self._gram[:-1, :-1].triu()
+        s = self._gram[:-1, -1]
+        cov = (upper + upper.triu(1).T - torch.outer(s, s) / n) / (n - 1)
         if not bool(torch.isfinite(cov).all()):
             _raise_overflow()  # every chunk was finite, so the squares overflowed
         return (s / n - self._neg_shift.double()), cov

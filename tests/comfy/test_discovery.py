@@ -32,7 +32,7 @@ def stock_ksampler(comfy, tiny, model, text, seed, sampler="euler"):
 
 def callback_x0(comfy, tiny, text, seed, sampler):
     """What the sampler's callback reports for a batch-1 run (in the VAE's latent space)."""
-    import comfy.sample
+    import comfy.sample as comfy_sample
 
     C = comfy["classes"]
     seen = {}
@@ -40,12 +40,12 @@ def callback_x0(comfy, tiny, text, seed, sampler):
         pos = C["CLIPTextEncode"]().encode(tiny.clip, text)[0]
         neg = C["CLIPTextEncode"]().encode(tiny.clip, "")[0]
         latent = torch.zeros([1, 4, SIZE // 8, SIZE // 8])
-        noise = comfy.sample.prepare_noise(latent, seed)
+        noise = comfy_sample.prepare_noise(latent, seed)
 
         def cb(step, x0, x, total):
             seen[step] = tiny.model.model.process_latent_out(x0).clone()
 
-        comfy.sample.sample(tiny.model, noise, STEPS, 5.0, sampler, "normal", pos, neg, latent, callback=cb,
+        comfy_sample.sample(tiny.model, noise, STEPS, 5.0, sampler, "normal", pos, neg, latent, callback=cb,
                             seed=seed, disable_pbar=True)
     return seen
 
@@ -161,6 +161,7 @@ def test_errors_name_node_and_input(comfy, tiny):
                                                      clip_vision=tiny.clip_vision))[0]
     _raises(lambda: C["SliderSpacePCADecompose"].execute(emb, 5, "auto", 0), "SliderSpace PCA Decompose",
             "n_components")
+    emb.vectors = emb.vectors.clone()
     emb.vectors[0, 3] = float("nan")
     _raises(lambda: C["SliderSpacePCADecompose"].execute(emb, 1, "auto", 0), "SliderSpace PCA Decompose",
             "embeddings")

@@ -25,7 +25,7 @@ K = 8
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_blas_thread():
-    # numpy's reference SVDs are tiny; threaded LAPACK only slows them down on a busy machine
+    # tiny problems: threads only add barrier waits, which a busy machine turns into seconds
     with threadpool_limits(1):
         yield
 
