@@ -16,6 +16,7 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 import torch
+from comfy.ldm.modules.attention import optimized_attention_for_device
 
 from ..sliderspace_core.errors import InputError
 from ..sliderspace_core.trajectories import LatentFacts, Trajectories, TrajectoryBuffer, plan_batches
@@ -159,6 +160,18 @@ class ClipVisionEncoder:
         return f"comfy_clip_vision:{type(self.cv.model).__name__}:{self.image_size}:{h.hexdigest()[:12]}"
 
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Projected image embeddings; out-of-place so autograd works (CLIPLayer adds in place)."""
         mm.load_model_gpu(self.cv.patcher)
-        out = self.cv.model(pixel_values=pixels.to(self.cv.load_device), intermediate_output=-2)
-        return out[2]
+        model = self.cv.model
+        pixels = pixels.to(self.cv.load_device)
+        vm = getattr(model, "vision_model", None)
+        if vm is None or not hasattr(vm, "encoder"):  # e.g. DINOv2: no in-place trap known; use it as is
+            return model(pixel_values=pixels, intermediate_output=-2)[2]
+        x = vm.pre_layrnorm(vm.embeddings(pixels))
+        attention = optimized_attention_for_device(x.device, mask=False, small_input=True)
+        for layer in vm.encoder.layers:
+            x = x + layer.self_attn(layer.layer_norm1(x), None, attention)
+            x = x + layer.mlp(layer.layer_norm2(x))
+        pooled = vm.post_layernorm(x) if vm.output_layernorm else vm.post_layernorm(x[:, 0, :])
+        out = model.visual_projection(pooled)
+        return out.mean(dim=1) if out.ndim == 3 else out  # SigLIP towers pool over tokens

@@ -14,6 +14,7 @@ from sliderspace_core.errors import InputError
 from sliderspace_core.pca import (
     Basis,
     CovarianceAccumulator,
+    _add_gram,
     fit_pca,
     fit_pca_streaming,
     fix_signs,
@@ -118,6 +119,16 @@ def test_chunking_does_not_change_the_result() -> None:
     torch.testing.assert_close(a.explained_variance, b.explained_variance, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("syrk", [True, False])
+def test_gram_paths_agree_on_the_upper_triangle(syrk: bool) -> None:
+    # CPU uses numpy's syrk; other devices the torch panel products, exercised here on CPU
+    xa = torch.randn(300, 257, generator=torch.Generator().manual_seed(0))
+    gram = torch.ones(257, 257, dtype=torch.float64)
+    _add_gram(gram, xa, syrk=syrk)
+    want = xa.double().T @ xa.double() + 1
+    torch.testing.assert_close(gram.triu(), want.triu(), rtol=1e-5, atol=1e-4)
+
+
 def test_npy_chunks_and_streaming_from_disk(tmp_path) -> None:
     x = planted(n=2500).half()
     path = tmp_path / "emb.npy"
@@ -153,6 +164,12 @@ def test_nonfinite_input_names_embeddings(bad: float, how: str) -> None:
     x[417, 5] = bad
     with pytest.raises(InputError, match="input 'embeddings'.*NaN or infinite"):
         fit(x, how)
+
+
+def test_overflow_is_not_called_nan() -> None:
+    x = planted(n=100) * 1e20  # finite in float32, but the squares are not
+    with pytest.raises(InputError, match="input 'embeddings'.*overflow"):
+        fit_pca(x, 2, normalize=False)
 
 
 def test_too_few_rows_and_empty() -> None:

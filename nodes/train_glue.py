@@ -1,0 +1,122 @@
+"""ComfyUI side of slider training: the host protocol over a ModelPatcher, VAE and CLIP vision.
+
+Training runs inside ``guider.sample`` with a custom ``Sampler`` (the idiom of ComfyUI's own
+``nodes_train.py``), so ComfyUI loads the model, processes the conditioning for any model family and
+applies its wrappers; our loop then calls the guider as ``predict_x0``. Slider deltas are per-item
+forward hooks that exist only while training runs; base weights are never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+
+import comfy.model_management as mm
+import comfy.samplers
+import torch
+from comfy_extras.nodes_custom_sampler import Guider_Basic
+from torch import nn
+
+from ..sliderspace_core.errors import InputError
+
+TARGET_PRESETS: dict[str, str] = {
+    "cross-attention k/v": r"(^|\.)attn2\.to_(k|v)$",
+    "all attention projections": r"(^|\.)(attn\d?\.(to_(q|k|v)|to_out\.0)|(img|txt)_attn\.(qkv|proj)"
+                                 r"|(linear1|linear2))$",
+    "pattern": "",
+}
+
+
+def target_modules(diffusion_model: nn.Module, preset: str, pattern: str = "") -> dict[str, nn.Linear]:
+    """Linear modules of the denoiser selected by a preset or a user regex (ComfyUI names)."""
+    regex = pattern.strip() if preset == "pattern" else TARGET_PRESETS.get(preset, "")
+    try:
+        rx = re.compile(regex)
+    except re.error as e:
+        raise InputError("target_pattern", f"is not a valid regular expression ({e}).",
+                         r"write a Python regex such as attn2\.to_(k|v)$.") from None
+    found = {n: m for n, m in diffusion_model.named_modules() if isinstance(m, nn.Linear) and rx.search(n)}
+    if not regex or not found:
+        raise InputError("targets", f"no linear module of this model matches {regex!r}.",
+                         "choose 'all attention projections' (e.g. for FLUX) or write a matching pattern.")
+    return found
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Turn off ``requires_grad`` on the base weights for the duration; restore each flag exactly."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def clone_conditioning(cond: list) -> list:
+    """Normal (non-inference) copies of CONDITIONING tensors, so autograd may save them."""
+    out = []
+    for t, extras in cond:
+        extras = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in extras.items()}
+        out.append([t.clone(), extras])
+    return out
+
+
+def vae_decode_differentiable(vae, latent_vae_space: torch.Tensor) -> torch.Tensor:
+    """``[B, C, h, w]`` VAE latents → ``[B, 3, H, W]`` images in [0, 1], keeping the graph."""
+    z = latent_vae_space.to(vae.device, vae.vae_dtype)
+    return vae.process_output(vae.first_stage_model.decode(z).float())[:, :3]
+
+
+class ComfyTrainHost:
+    """``TrainHost`` over the guider a sampler receives (x̂0 in model space) plus VAE and encoder."""
+
+    def __init__(self, model_wrap, extra_args: dict, vae, encoder) -> None:
+        self.model_wrap, self.extra_args = model_wrap, extra_args
+        self.inner = model_wrap.inner_model
+        self.vae, self.encoder = vae, encoder
+
+    def predict_x0(self, x_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self.model_wrap(x_t, sigma, **self.extra_args)
+
+    def noised(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.inner.model_sampling.noise_scaling(sigma, noise.clone(), x0, False)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return vae_decode_differentiable(self.vae, self.inner.process_latent_out(latent))
+
+
+class _LoopSampler(comfy.samplers.Sampler):
+    """A 'sampler' whose sampling is our training loop; returns the latents unchanged."""
+
+    def __init__(self, run: Callable[[ComfyTrainHost, torch.Tensor], None], vae, encoder) -> None:
+        self.run, self.vae, self.encoder = run, vae, encoder
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        self.run(ComfyTrainHost(model_wrap, extra_args, self.vae, self.encoder), latent_image)
+        return latent_image
+
+
+def run_in_comfy(model, positive: list, latents_vae: torch.Tensor, vae, encoder,
+                 run: Callable[[ComfyTrainHost, torch.Tensor], None]) -> None:
+    """Call ``run(host, latents_model_space)`` inside ComfyUI's sampling context for ``model``.
+
+    ``latents_vae`` are clean latents in the VAE's space (as trajectories store them).
+    """
+    extra = [vae.patcher] + ([encoder.cv.patcher] if hasattr(encoder, "cv") else [])
+    mm.load_models_gpu([model, *extra], force_full_load=True)
+    guider = Guider_Basic(model)
+    guider.set_conds(clone_conditioning(positive))
+    sigmas = torch.tensor([1.0, 0.0])  # unused by the loop; the guider needs a schedule
+    noise = torch.zeros_like(latents_vae)
+    guider.sample(noise, latents_vae, _LoopSampler(run, vae, encoder), sigmas, seed=0, disable_pbar=True)
+
+
+def schedule_sigmas(model, steps: int = 30) -> torch.Tensor:
+    """Sigmas of a ``normal`` schedule without the final 0: where training re-noises to."""
+    ms = model.get_model_object("model_sampling")
+    return comfy.samplers.calculate_sigmas(ms, "normal", steps)[:-1].float().cpu()

@@ -1,0 +1,92 @@
+"""Per-sample rank-r slider adapters for training: one batched pass trains several sliders at once.
+
+Each batch item ``b`` runs with its own slider ``sel[b]`` at scale ``scale[b]``; for a linear module with
+input ``x_b`` the output gains ``scale[b]·(alpha/r)·up[sel[b]] @ down[sel[b]] @ x_b`` — exactly the weight
+delta of :class:`~sliderspace_core.bank.Slider`, applied in activation space so every item can differ.
+Hooks are attached only for the duration of a ``with adapters.attached(modules):`` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .bank import Slider
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class SliderAdapters(nn.Module):
+    """``n`` sliders over the same target modules, trainable, with per-item selection."""
+
+    def __init__(self, shapes: dict[str, tuple[int, int]], n_sliders: int, rank: int = 1, alpha: float = 1.0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.names = sorted(shapes)
+        self.rank, self.alpha, self.n_sliders = rank, float(alpha), n_sliders
+        g = torch.Generator().manual_seed(seed)
+        self.down = nn.ParameterDict()
+        self.up = nn.ParameterDict()
+        for name in self.names:
+            out_f, in_f = shapes[name]
+            self.down[_key(name)] = nn.Parameter(torch.randn(n_sliders, rank, in_f, generator=g) / in_f**0.5)
+            self.up[_key(name)] = nn.Parameter(torch.zeros(n_sliders, out_f, rank))  # a new slider does nothing
+        self._sel: torch.Tensor | None = None
+        self._scale: torch.Tensor | None = None
+
+    @contextlib.contextmanager
+    def active(self, sel: torch.Tensor, scale: torch.Tensor) -> Iterator[None]:
+        """Within this block, batch item ``b`` uses slider ``sel[b]`` at ``scale[b]``."""
+        self._sel, self._scale = sel, scale
+        try:
+            yield
+        finally:
+            self._sel = self._scale = None
+
+    def _hook(self, name: str):
+        k = _key(name)
+
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+            if self._sel is None:
+                return None
+            x = inputs[0]
+            n_items = self._sel.shape[0]
+            if x.shape[0] % n_items:
+                raise RuntimeError(f"slider adapters: batch {x.shape[0]} is not a multiple of {n_items} items")
+            rep = x.shape[0] // n_items  # e.g. cond/uncond stacked by the sampler
+            sel, scale = self._sel.repeat(rep), self._scale.repeat(rep)
+            down = self.down[k][sel]                       # [B, r, in]
+            up = self.up[k][sel]                           # [B, out, r]
+            xb = x.reshape(x.shape[0], -1, x.shape[-1]).to(down.dtype)
+            h = torch.einsum("bli,bri->blr", xb, down)
+            delta = torch.einsum("blr,bor->blo", h, up) * (scale * self.alpha / self.rank).view(-1, 1, 1).to(h)
+            return output + delta.reshape(output.shape).to(output.dtype)
+
+        return hook
+
+    @contextlib.contextmanager
+    def attached(self, modules: dict[str, nn.Module]) -> Iterator[None]:
+        """Register the hooks on ``modules`` (name → module); always removed on exit."""
+        missing = set(self.names) - set(modules)
+        if missing:
+            raise KeyError(f"target modules not found in the model: {sorted(missing)[:3]}")
+        handles = [modules[n].register_forward_hook(self._hook(n)) for n in self.names]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def export_sliders(self) -> list[Slider]:
+        """The trained factors as bank sliders (detached CPU float32 copies)."""
+        out = []
+        for i in range(self.n_sliders):
+            down = {n: self.down[_key(n)][i].detach().float().cpu().clone() for n in self.names}
+            up = {n: self.up[_key(n)][i].detach().float().cpu().clone() for n in self.names}
+            out.append(Slider(down=down, up=up, alpha=self.alpha))
+        return out
