@@ -2,9 +2,12 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .bank_nodes import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
 from .discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
+from .training import TrainSliders
 
 
 class SliderSpaceExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [TrajectorySampler, ClipEmbed, LoadOpenClipEncoder, PcaDecompose]
+        return [TrajectorySampler, ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrainSliders,
+                SaveSliderBank, LoadSliderBank, ExportSliderLoRA]

@@ -87,7 +87,8 @@ def sample_trajectories(model, positive: list[list], negative: list, prompts: li
             buffer = TrajectoryBuffer(n, keep, tuple(latent_image.shape[1:]), store_dtype)
         base = done
 
-        def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total: int, batch=batch, base=base) -> None:
+        def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total: int, batch=batch, base=base,
+                     buffer: TrajectoryBuffer = buffer) -> None:
             if buffer.wants(step):
                 buffer.put(batch, step, model.model.process_latent_out(x0))
             preview = previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None

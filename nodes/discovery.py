@@ -9,7 +9,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..sliderspace_core.encoders import Embeddings, check_finite, embed_in_batches, embed_images, load_open_clip
+from ..sliderspace_core.encoders import Embeddings, check_finite, embed_images, embed_in_batches, load_open_clip
 from ..sliderspace_core.errors import InputError
 from ..sliderspace_core.pca import fit_pca
 from ..sliderspace_core.plots import scree_plot

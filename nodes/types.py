@@ -6,5 +6,6 @@ Trajectories = io.Custom("SLIDERSPACE_TRAJECTORIES")
 Embeddings = io.Custom("SLIDERSPACE_EMBEDDINGS")
 Basis = io.Custom("SLIDERSPACE_BASIS")
 ImageEncoder = io.Custom("SLIDERSPACE_IMAGE_ENCODER")
+Bank = io.Custom("SLIDERSPACE_BANK")
 
 CATEGORY = "SliderSpace"

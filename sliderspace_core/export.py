@@ -57,12 +57,6 @@ def key_formats(family: str) -> tuple[str, ...]:
     return KEY_FORMATS if g in UNET_GROUPS or g == "flux" else ("comfy",)
 
 
-def needs_diffusers_names(key_format: str, family: str) -> bool:
-    """Whether :func:`bank_to_lora` needs a :data:`DiffusersNames` map for this format and family."""
-    g = family_group(family)
-    return key_format == "peft" or (key_format == "kohya" and g in DIFFUSERS_NAMED_GROUPS)
-
-
 def merge_sliders(bank: SliderBank, scales: Mapping[int, float],
                   dtype: torch.dtype = torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Module → ``(up [out, R], down [R, in])`` with ``up @ down = Σ_i s_i ΔW_i`` (zero scales dropped)."""

@@ -59,3 +59,34 @@ def scree_plot(ratios: Sequence[float], title: str = "PCA explained variance",
     d.text((left, height - 16), f"component (0..{n - 1})   total explained: {cum[-1] * 100:.1f}%",
            fill=FG, font=font)
     return _to_image_tensor(img)
+
+
+def loss_plot(losses: Sequence[float], title: str = "slider training loss  (1 - cos)",
+              width: int = 640, height: int = 300) -> torch.Tensor:
+    """Per-step loss (thin) and its running mean (bold) against the step."""
+    y = np.asarray([float(v) for v in losses], dtype=np.float64)
+    img = Image.new("RGB", (width, height), BG)
+    d = ImageDraw.Draw(img)
+    font = _font()
+    left, right, top, bottom = 56, width - 16, 30, height - 30
+    d.text((left, 8), title, fill=FG, font=font)
+    d.rectangle([left, top, right, bottom], outline=GRID)
+    if y.size == 0:
+        return _to_image_tensor(img)
+    hi = max(float(y.max()), 1e-9) * 1.05
+    for frac in (0.0, 0.5, 1.0):
+        yy = bottom - frac * (bottom - top)
+        d.line([left, yy, right, yy], fill=GRID)
+        d.text((4, yy - 6), f"{frac * hi:.3f}", fill=FG, font=font)
+
+    def pts(v: np.ndarray) -> list[tuple[float, float]]:
+        xs = np.linspace(left, right, num=max(len(v), 2))[: len(v)]
+        return [(float(x), float(bottom - (val / hi) * (bottom - top))) for x, val in zip(xs, v, strict=True)]
+
+    if y.size > 1:
+        d.line(pts(y), fill=GRID if y.size > 50 else BAR, width=1)
+        w = max(1, y.size // 20)
+        smooth = np.convolve(y, np.ones(w) / w, mode="valid")
+        d.line(pts(smooth), fill=LINE, width=2)
+    d.text((left, height - 16), f"step 1..{y.size}   first {y[0]:.3f}   last {y[-1]:.3f}", fill=FG, font=font)
+    return _to_image_tensor(img)

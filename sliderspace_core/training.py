@@ -127,7 +127,7 @@ class SliderTrainer:
         for p, g in zip(self.params, grads, strict=True):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g
-        return float(loss)
+        return float(loss.detach())
 
     def step(self, batched: bool = True) -> float:
         sel, x0, sig, noise = self.draw()

@@ -32,6 +32,7 @@ def boot() -> dict:
     comfy.cli_args.args.use_pytorch_cross_attention = True
     comfy.cli_args.args.disable_api_nodes = True
     import comfy.model_management  # noqa: F401  (reads the args above)
+
     import nodes as comfy_nodes
 
     ok = asyncio.run(comfy_nodes.load_custom_node(str(ROOT)))

@@ -1,0 +1,140 @@
+"""Bank file nodes: Save Slider Bank, Load Slider Bank, Export Slider LoRA (into the stock loras folder)."""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+from comfy_api.latest import io
+
+from ..sliderspace_core.bank import load_bank, parse_scales, sanitize_name, save_bank
+from ..sliderspace_core.errors import InputError
+from ..sliderspace_core.export import KEY_FORMATS, bank_to_lora, lora_metadata, save_lora
+from ..sliderspace_core.safefile import SUFFIX, next_free_path
+from . import types as T
+from .bank_glue import check_bank_for_model, diffusers_names, model_architecture, model_family
+from .comfy_glue import node_errors
+
+BANK_FOLDER = "sliderspace"
+if BANK_FOLDER not in folder_paths.folder_names_and_paths:
+    folder_paths.add_model_folder_path(BANK_FOLDER, os.path.join(folder_paths.models_dir, BANK_FOLDER))
+
+
+def bank_files() -> list[str]:
+    """The ``.safetensors`` files in the ``models/sliderspace`` folder(s)."""
+    return [f for f in folder_paths.get_filename_list(BANK_FOLDER) if f.lower().endswith(SUFFIX)]
+
+
+def save_folder(kind: str) -> str:
+    """The first folder ComfyUI lists for ``kind`` (``sliderspace`` or ``loras``), created if missing."""
+    folder = folder_paths.get_folder_paths(kind)[0]
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+class SaveSliderBank(io.ComfyNode):
+    NAME = "SliderSpace Save Slider Bank"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceSaveSliderBank", display_name=cls.NAME, category=T.CATEGORY,
+            description=f"Saves a slider bank (all sliders, their directions and metadata) as one "
+                        f".safetensors file in models/{BANK_FOLDER}. Never overwrites: a counter is added.",
+            is_output_node=True,
+            inputs=[
+                T.Bank.Input("bank"),
+                io.String.Input("filename_prefix", default="sliderspace_bank",
+                                tooltip="File name (letters, digits, '_', '-', '.'); _00001 etc. is "
+                                        "appended."),
+            ],
+            outputs=[io.String.Output(display_name="filename")],
+        )
+
+    @classmethod
+    def execute(cls, bank, filename_prefix) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            name = sanitize_name(filename_prefix, "filename_prefix")
+            path = next_free_path(save_folder(BANK_FOLDER), name)
+            save_bank(bank, path)
+        return io.NodeOutput(os.path.basename(path))
+
+
+class LoadSliderBank(io.ComfyNode):
+    NAME = "SliderSpace Load Slider Bank"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceLoadSliderBank", display_name=cls.NAME, category=T.CATEGORY,
+            description=f"Loads a slider bank saved by Save Slider Bank from models/{BANK_FOLDER} "
+                        "(safetensors only; never unpickles).",
+            inputs=[io.Combo.Input("file", options=bank_files(), tooltip=f"A bank in models/{BANK_FOLDER}.")],
+            outputs=[T.Bank.Output(display_name="bank")],
+        )
+
+    @classmethod
+    def _path(cls, file: str) -> str:
+        path = folder_paths.get_full_path(BANK_FOLDER, file) if file else None
+        if not path:
+            raise InputError("file", f"{file!r} is not in models/{BANK_FOLDER}.",
+                             "save a bank with Save Slider Bank (or copy one there) and refresh.")
+        return path
+
+    @classmethod
+    def execute(cls, file) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            return io.NodeOutput(load_bank(cls._path(file), "file"))
+
+    @classmethod
+    def fingerprint_inputs(cls, file):
+        path = folder_paths.get_full_path(BANK_FOLDER, file) if file else None
+        if not path or not os.path.isfile(path):
+            return file
+        return file, os.path.getmtime(path), os.path.getsize(path)
+
+
+class ExportSliderLoRA(io.ComfyNode):
+    NAME = "SliderSpace Export Slider LoRA"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceExportSliderLoRA", display_name=cls.NAME, category=T.CATEGORY,
+            description="Merges chosen sliders at chosen scales into ONE stock LoRA file in models/loras, "
+                        "so the stock LoraLoader (and other tools) can use it. Never overwrites: a counter "
+                        "is added.",
+            is_output_node=True,
+            inputs=[
+                T.Bank.Input("bank"),
+                io.String.Input("scales", default="0:1.0",
+                                tooltip="'index:scale' pairs separated by commas, e.g. '0:1.5, 3:-2'."),
+                io.Combo.Input("key_format", options=list(KEY_FORMATS), default="comfy",
+                               tooltip="comfy: generic ComfyUI keys (any model). kohya: lora_unet_ keys "
+                                       "(A1111/Forge/sd-scripts style). peft: diffusers module names "
+                                       "(diffusers' load_lora_weights)."),
+                io.String.Input("filename", default="sliderspace_slider",
+                                tooltip="File name in models/loras; _00001 etc. is appended."),
+                io.Model.Input("model", optional=True,
+                               tooltip="Only needed for kohya/peft names when the bank does not record its "
+                                       "model's architecture; also checks that the bank fits this model."),
+            ],
+            outputs=[io.String.Output(display_name="lora_name")],
+        )
+
+    @classmethod
+    def execute(cls, bank, scales, key_format, filename, model=None) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            chosen = parse_scales(scales, len(bank))
+            family, architecture = bank.meta.family, bank.meta.architecture
+            if model is not None:
+                check_bank_for_model(bank, model)
+                family, architecture = model_family(model), model_architecture(model)
+            names = diffusers_names(family, architecture) if architecture else None
+            tensors = bank_to_lora(bank, chosen, key_format, family, names)
+            path = next_free_path(save_folder("loras"), sanitize_name(filename, "filename"))
+            save_lora(tensors, path, lora_metadata(bank, chosen, key_format))
+        return io.NodeOutput(os.path.basename(path))
+
+
+__all__ = ["SaveSliderBank", "LoadSliderBank", "ExportSliderLoRA"]

@@ -1,0 +1,134 @@
+"""Train Sliders: one rank-r LoRA slider per PCA direction, trained on the user's model in the graph."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..sliderspace_core.adapters import SliderAdapters
+from ..sliderspace_core.bank import BankMeta, SliderBank
+from ..sliderspace_core.errors import InputError
+from ..sliderspace_core.plots import loss_plot
+from ..sliderspace_core.training import SliderTrainer, TrainConfig
+from . import types as T
+from .bank_glue import model_facts
+from .comfy_glue import ClipVisionEncoder, Progress, latent_facts, node_errors
+from .train_glue import TARGET_PRESETS, frozen, run_in_comfy, schedule_sigmas, target_modules
+
+
+def split_held_out(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last ~20 % of trajectories held out for the alignment score (all reused if fewer than 5)."""
+    n = latents.shape[0]
+    if n < 5:
+        return latents, latents
+    cut = n - max(1, n // 5)
+    return latents[:cut], latents[cut:]
+
+
+class TrainSliders(io.ComfyNode):
+    NAME = "SliderSpace Train Sliders"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceTrainSliders", display_name=cls.NAME, category=T.CATEGORY,
+            description="Trains one low-rank slider per basis direction so that turning it on moves the CLIP "
+                        "embedding of x̂0 along that direction (loss 1 − cos). Base weights never change.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Vae.Input("vae", tooltip="Decodes x̂0 for the encoder (same VAE as CLIP Embed used)."),
+                io.ClipVision.Input("clip_vision", optional=True),
+                T.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                io.Conditioning.Input("positive", tooltip="The concept prompt (CLIP Text Encode)."),
+                T.Basis.Input("basis"),
+                T.Trajectories.Input("trajectories", tooltip="Their final x̂0 are the training latents."),
+                io.Int.Input("n_sliders", default=16, min=1, max=1024, tooltip="Top directions to train."),
+                io.Int.Input("iterations", default=1000, min=1, max=1_000_000,
+                             tooltip="Optimizer steps (reference: 3000 for 16 sliders)."),
+                io.Float.Input("learning_rate", default=2e-3, min=1e-6, max=1.0, step=1e-4, round=1e-6),
+                io.Int.Input("rank", default=1, min=1, max=64),
+                io.Combo.Input("targets", options=list(TARGET_PRESETS), default="cross-attention k/v",
+                               tooltip="Which linear layers carry the sliders (FLUX: all attention projections)."),
+                io.String.Input("target_pattern", default="", tooltip="Regex over module names, for 'pattern'."),
+                io.Int.Input("sliders_per_step", default=3, min=1, max=64,
+                             tooltip="Sliders trained together in one batched pass."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF),
+                io.Boolean.Input("bidirectional", default=False, tooltip="Also train scale −1 towards −v."),
+                io.Boolean.Input("gradient_checkpointing", default=False,
+                                 tooltip="Recompute decode+embed in backward: less memory, slower."),
+            ],
+            outputs=[T.Bank.Output(display_name="bank"), io.Image.Output(display_name="loss_curve")],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, positive, basis, trajectories, n_sliders, iterations, learning_rate, rank,
+                targets, target_pattern, sliders_per_step, seed, bidirectional, gradient_checkpointing,
+                clip_vision=None, encoder=None) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            enc = cls._encoder(clip_vision, encoder, basis)
+            if n_sliders > basis.n_components:
+                raise InputError("n_sliders", f"is {n_sliders} but the basis has {basis.n_components} components.",
+                                 f"lower n_sliders to {basis.n_components} or raise PCA n_components.")
+            facts = latent_facts(model)
+            if trajectories.latent.channels != facts.channels:
+                raise InputError("trajectories", f"hold {trajectories.latent.channels}-channel latents "
+                                 f"({trajectories.latent.family}) but this model uses {facts.channels}.",
+                                 "sample the trajectories with this same model.")
+            cfg = TrainConfig(iterations=iterations, lr=learning_rate, rank=rank,
+                              sliders_per_step=sliders_per_step, seed=seed % 2**63,
+                              bidirectional=bidirectional, checkpointing=gradient_checkpointing)
+            bank, losses = cls._train(model, vae, enc, positive, basis, trajectories, n_sliders, cfg,
+                                      targets, target_pattern)
+        return io.NodeOutput(bank, loss_plot(losses))
+
+    @staticmethod
+    def _encoder(clip_vision, encoder, basis):
+        if (clip_vision is None) == (encoder is None):
+            raise InputError("clip_vision", "connect exactly one image encoder (clip_vision or encoder).",
+                             "use the same encoder that CLIP Embed used for the basis.")
+        enc = ClipVisionEncoder(clip_vision) if clip_vision is not None else encoder
+        if basis.encoder_id and enc.encoder_id != basis.encoder_id:
+            raise InputError("clip_vision", f"is {enc.encoder_id!r} but the basis was computed with "
+                             f"{basis.encoder_id!r}.", "connect the encoder that CLIP Embed used.")
+        return enc
+
+    @staticmethod
+    def _train(model, vae, enc, positive, basis, traj, n_sliders, cfg, targets, pattern):
+        diffusion = model.model.diffusion_model
+        modules = target_modules(diffusion, targets, pattern)
+        shapes = {n: (m.out_features, m.in_features) for n, m in modules.items()}
+        progress = Progress(cfg.iterations)
+        state: dict = {}
+        with torch.inference_mode(False), torch.enable_grad():
+            latents_vae = traj.x0[:, -1].float().clone()  # final x̂0 of every trajectory
+            directions = basis.components[:n_sliders].float().clone()
+            sigmas = schedule_sigmas(model)
+            adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed)
+
+            def run(host, latents_model):
+                dev = latents_model.device
+                adapters.to(dev)
+                train_lat, held_lat = split_held_out(latents_model.detach().clone())
+                trainer = SliderTrainer(host, adapters, directions, train_lat, sigmas.to(dev), cfg)
+                with frozen(diffusion), adapters.attached(modules):
+                    trainer.run(on_step=lambda i, loss: progress(i))
+                    state["align"] = trainer.alignment(held_lat)
+                    if cfg.bidirectional:
+                        state["align_neg"] = trainer.alignment(held_lat, scale=-1.0)
+                state["result"] = trainer.result
+
+            run_in_comfy(model, positive, latents_vae, vae, enc, run)
+        sliders = adapters.export_sliders()
+        for i, s in enumerate(sliders):
+            s.label = f"slider {i}"
+            s.direction = directions[i].cpu()
+            s.variance = float(basis.explained_variance[i])
+            s.alignment = float(state["align"][i])
+        res = state["result"]
+        config = dict(res.config, targets=targets, target_pattern=pattern, updates=res.updates,
+                      final_loss=res.losses[-1] if res.losses and res.losses[-1] == res.losses[-1] else None)
+        if "align_neg" in state:
+            config["alignment_negative"] = [float(v) for v in state["align_neg"]]
+        meta = BankMeta(**model_facts(model, modules), encoder_id=enc.encoder_id, prompts=list(traj.prompts),
+                        config=config)
+        return SliderBank(sliders, meta), res.losses
