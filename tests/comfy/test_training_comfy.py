@@ -1,0 +1,141 @@
+"""Train Sliders in real ComfyUI on the tiny SD1.5-shaped model."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+from tests.comfy.test_discovery import SIZE, _out
+
+
+@pytest.fixture(scope="module")
+def discovered(comfy, tiny):
+    C = comfy["classes"]
+    with torch.inference_mode():
+        traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
+            tiny.model, tiny.clip, "a dog", "", 6, 0, 4, 5.0, "euler", "normal", SIZE, SIZE, 6, "every step", 1,
+            "float32"))
+        emb = _out(C["SliderSpaceClipEmbed"].execute(32, trajectories=traj, vae=tiny.vae,
+                                                     clip_vision=tiny.clip_vision))[0]
+        basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, 4, "auto", 0))
+        pos = C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0]
+    return types.SimpleNamespace(traj=traj, emb=emb, basis=basis, pos=pos)
+
+
+def train(comfy, tiny, d, iterations=6, seed=0, bidirectional=False, n=2):
+    node = comfy["classes"]["SliderSpaceTrainSliders"]
+    with torch.inference_mode():  # as the executor runs nodes
+        return _out(node.execute(tiny.model, tiny.vae, d.pos, d.basis, d.traj, n, iterations, 2e-2, 1,
+                                 "cross-attention k/v", "", 2, seed, bidirectional, False,
+                                 clip_vision=tiny.clip_vision))
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_train_leaves_base_untouched_and_is_reproducible(comfy, tiny, discovered):
+    dm = tiny.model.model.diffusion_model
+    before = snapshot(dm)
+    flags = [p.requires_grad for p in dm.parameters()]
+    bank, curve = train(comfy, tiny, discovered, bidirectional=True)
+    bank2, _ = train(comfy, tiny, discovered, bidirectional=True)
+    after = snapshot(dm)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert flags == [p.requires_grad for p in dm.parameters()]
+    assert all(not m._forward_hooks for m in dm.modules())
+    assert len(bank) == 2 and len(bank.modules) == 8  # attn2.to_k / to_v of 4 transformer blocks
+    for s1, s2 in zip(bank.sliders, bank2.sliders, strict=True):
+        assert all(torch.equal(s1.up[k], s2.up[k]) and torch.equal(s1.down[k], s2.down[k]) for k in s1.up)
+        assert s1.alignment is not None and s1.direction is not None
+        assert any(s1.up[k].abs().sum() > 0 for k in s1.up)
+    assert bank.meta.family == "SD15" and bank.meta.encoder_id == discovered.emb.encoder_id
+    assert bank.meta.config["seed"] == 0 and len(bank.meta.config["alignment_negative"]) == 2
+    assert curve.shape[0] == 1 and curve.shape[-1] == 3
+
+
+def test_gradients_reach_every_adapter_and_nothing_else(comfy, tiny, discovered):
+    from tests.comfy.host import pack_module
+
+    glue = pack_module("nodes.train_glue")
+    cg = pack_module("nodes.comfy_glue")
+    ad = pack_module("sliderspace_core.adapters")
+    tr = pack_module("sliderspace_core.training")
+    dm = tiny.model.model.diffusion_model
+    modules = glue.target_modules(dm, "cross-attention k/v")
+    enc = cg.ClipVisionEncoder(tiny.clip_vision)
+    seen = {}
+    with torch.inference_mode(False), torch.enable_grad():
+        adapters = ad.SliderAdapters({n: (m.out_features, m.in_features) for n, m in modules.items()}, 2)
+        with torch.no_grad():
+            for p in adapters.up.values():
+                p.normal_(0, 0.01)
+        lat = discovered.traj.x0[:, -1].clone()
+
+        def run(host, latents):
+            trainer = tr.SliderTrainer(host, adapters, discovered.basis.components[:2].clone(), latents.clone(),
+                                       glue.schedule_sigmas(tiny.model), tr.TrainConfig(sliders_per_step=2))
+            with glue.frozen(dm), adapters.attached(modules):
+                sel, x0, sig, noise = trainer.draw()
+                trainer._items(sel, x0, sig, noise)
+            seen["vae"] = [p.grad for p in tiny.vae.first_stage_model.parameters()]
+            seen["cv"] = [p.grad for p in tiny.clip_vision.model.parameters()]
+
+        glue.run_in_comfy(tiny.model, discovered.pos, lat, tiny.vae, enc, run)
+    assert all(p.grad is None for p in dm.parameters())
+    assert all(g is None for g in seen["vae"] + seen["cv"])
+    for p in list(adapters.up.values()) + list(adapters.down.values()):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_training_path_embedding_equals_clip_embed_node(comfy, tiny, discovered):
+    from tests.comfy.host import pack_module
+
+    glue = pack_module("nodes.train_glue")
+    cg = pack_module("nodes.comfy_glue")
+    tr = pack_module("sliderspace_core.training")
+    enc = cg.ClipVisionEncoder(tiny.clip_vision)
+    model = tiny.model.model
+    host = types.SimpleNamespace(
+        encoder=enc, decode=lambda z: glue.vae_decode_differentiable(tiny.vae, model.process_latent_out(z)))
+    finals = discovered.traj.x0[:, -1].float()
+    with torch.inference_mode(False), torch.enable_grad():
+        phi = tr.embed(host, model.process_latent_in(finals.clone()))
+    node_final = discovered.emb.vectors.view(6, 4, -1)[:, -1]
+    torch.testing.assert_close(phi.detach(), node_final, rtol=1e-5, atol=1e-5)
+
+
+def test_interrupt_leaves_model_untouched(comfy, tiny, discovered):
+    import comfy.model_management as mm
+
+    dm = tiny.model.model.diffusion_model
+    before = snapshot(dm)
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            train(comfy, tiny, discovered, iterations=50)
+    finally:
+        mm.interrupt_current_processing(False)
+    after = snapshot(dm)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not m._forward_hooks for m in dm.modules())
+    assert all(p.requires_grad for p in dm.parameters())
+
+
+def test_train_errors_name_node_and_input(comfy, tiny, discovered):
+    from tests.comfy.test_discovery import _raises
+
+    node = comfy["classes"]["SliderSpaceTrainSliders"]
+    name = "SliderSpace Train Sliders"
+    d = discovered
+
+    def call(n=2, pattern="", targets="cross-attention k/v", cv=tiny.clip_vision):
+        return node.execute(tiny.model, tiny.vae, d.pos, d.basis, d.traj, n, 2, 1e-3, 1, targets, pattern, 2, 0,
+                            False, False, clip_vision=cv)
+
+    _raises(lambda: call(n=9), name, "n_sliders")
+    _raises(lambda: call(targets="pattern", pattern="no_such_module$"), name, "targets")
+    _raises(lambda: call(targets="pattern", pattern="(["), name, "target_pattern")
+    _raises(lambda: call(cv=None), name, "clip_vision")
