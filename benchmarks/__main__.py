@@ -14,6 +14,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.p1_sampler": ("P1",),
     "benchmarks.p2_embed": ("P2",),
     "benchmarks.p4_pca": ("P4", "P4b"),
+    "benchmarks.p3_training": ("P3", "P6"),
 }
 
 

@@ -23,16 +23,22 @@ def _font() -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
+def _canvas(width: int, height: int, title: str, box: tuple[int, int, int, int]):
+    """A dark canvas with a title and a framed plot area ``box = (left, right, top, bottom)``."""
+    img = Image.new("RGB", (width, height), BG)
+    d = ImageDraw.Draw(img)
+    font = _font()
+    d.text((box[0], 8), title, fill=FG, font=font)
+    d.rectangle([box[0], box[2], box[1], box[3]], outline=GRID)
+    return img, d, font
+
+
 def scree_plot(ratios: Sequence[float], title: str = "PCA explained variance",
                width: int = 640, height: int = 360) -> torch.Tensor:
     """Bars: explained-variance ratio per component; line: cumulative ratio (right axis, 0–100 %)."""
     r = np.asarray([float(v) for v in ratios], dtype=np.float64)
-    img = Image.new("RGB", (width, height), BG)
-    d = ImageDraw.Draw(img)
-    font = _font()
     left, right, top, bottom = 56, width - 48, 30, height - 36
-    d.text((left, 8), title, fill=FG, font=font)
-    d.rectangle([left, top, right, bottom], outline=GRID)
+    img, d, font = _canvas(width, height, title, (left, right, top, bottom))
     if r.size == 0:
         return _to_image_tensor(img)
     ymax = max(float(r.max()), 1e-12) * 1.1
@@ -65,12 +71,8 @@ def loss_plot(losses: Sequence[float], title: str = "slider training loss  (1 - 
               width: int = 640, height: int = 300) -> torch.Tensor:
     """Per-step loss (thin) and its running mean (bold) against the step."""
     y = np.asarray([float(v) for v in losses], dtype=np.float64)
-    img = Image.new("RGB", (width, height), BG)
-    d = ImageDraw.Draw(img)
-    font = _font()
     left, right, top, bottom = 56, width - 16, 30, height - 30
-    d.text((left, 8), title, fill=FG, font=font)
-    d.rectangle([left, top, right, bottom], outline=GRID)
+    img, d, font = _canvas(width, height, title, (left, right, top, bottom))
     if y.size == 0:
         return _to_image_tensor(img)
     hi = max(float(y.max()), 1e-9) * 1.05
