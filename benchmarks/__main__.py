@@ -15,6 +15,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.p2_embed": ("P2",),
     "benchmarks.p4_pca": ("P4", "P4b"),
     "benchmarks.p3_training": ("P3", "P6"),
+    "benchmarks.p5_apply": ("P5",),
 }
 
 

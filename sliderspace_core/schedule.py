@@ -1,0 +1,45 @@
+"""Percent ↔ sigma gating (SliderSpace §1 step 5): sliders switch on only after the first steps.
+
+Gating is by sigma, not step index, so it holds for every sampler and scheduler: a slider is active
+for a model evaluation at ``sigma`` iff ``sigma_end <= sigma <= sigma_start``, where
+``sigma_start = percent_to_sigma(start_percent)`` (ComfyUI's convention: percent 0 = the noisiest end).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import InputError
+
+
+def check_window(start_percent: float, end_percent: float) -> None:
+    for name, v in (("start_percent", start_percent), ("end_percent", end_percent)):
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise InputError(name, f"is {v}; it must be between 0 and 1.", "use a value in [0, 1].")
+    if start_percent > end_percent:
+        raise InputError("start_percent", f"({start_percent}) is after end_percent ({end_percent}).",
+                         "make start_percent <= end_percent.")
+
+
+@dataclass(frozen=True)
+class SigmaWindow:
+    """The sigma interval in which sliders are on."""
+
+    sigma_start: float
+    sigma_end: float
+
+    @classmethod
+    def from_percents(cls, percent_to_sigma: Callable[[float], float], start_percent: float,
+                      end_percent: float) -> SigmaWindow:
+        check_window(start_percent, end_percent)
+        return cls(float(percent_to_sigma(start_percent)), float(percent_to_sigma(end_percent)))
+
+    def contains(self, sigma: float) -> bool:
+        return self.sigma_end <= sigma <= self.sigma_start
+
+    @property
+    def empty(self) -> bool:
+        """True when no positive sigma can fall inside (e.g. start_percent = 1)."""
+        return self.sigma_start <= 0.0

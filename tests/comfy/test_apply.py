@@ -1,0 +1,119 @@
+"""Apply Slider Bank in real ComfyUI: gating by sigma, bitwise vanilla when off, composition with LoRAs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.comfy.test_discovery import SIZE, _out, _raises
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def bank(comfy, tiny):
+    from tests.comfy.host import pack_module
+
+    ad, bk = pack_module("sliderspace_core.adapters"), pack_module("sliderspace_core.bank")
+    glue, bg = pack_module("nodes.train_glue"), pack_module("nodes.bank_glue")
+    modules = glue.target_modules(tiny.model.model.diffusion_model, "cross-attention k/v")
+    adapters = ad.SliderAdapters({n: (m.out_features, m.in_features) for n, m in modules.items()}, 3, seed=5)
+    with torch.no_grad():
+        for p in adapters.up.values():
+            p.normal_(0, 0.2, generator=torch.Generator().manual_seed(6))
+    return bk.SliderBank(adapters.export_sliders(), bk.BankMeta(**bg.model_facts(tiny.model, modules)))
+
+
+def apply(comfy, model, bank, scales="0:1.5, 2:-1", start=0.0, end=1.0, mult=1.0):
+    node = comfy["classes"]["SliderSpaceApplySliderBank"]
+    with torch.inference_mode():
+        return _out(node.execute(model, bank, scales, mult, start, end))[0]
+
+
+def sample(comfy, tiny, model, sampler="euler", seed=3):
+    """Final latent and the x̂0 of every step (the sampler callback), CFG 5."""
+    import comfy.sample as cs
+
+    C = comfy["classes"]
+    xs = {}
+    with torch.inference_mode():
+        pos = C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0]
+        neg = C["CLIPTextEncode"]().encode(tiny.clip, "")[0]
+        latent = torch.zeros([1, 4, SIZE // 8, SIZE // 8])
+        out = cs.sample(model, cs.prepare_noise(latent, seed), STEPS, 5.0, sampler, "normal", pos, neg, latent,
+                        callback=lambda i, x0, x, n: xs.__setitem__(i, x0.clone()), disable_pbar=True, seed=seed)
+    return out, xs
+
+
+def test_zero_scales_or_start_past_end_is_bitwise_vanilla(comfy, tiny, bank):
+    vanilla, _ = sample(comfy, tiny, tiny.model)
+    for m in (apply(comfy, tiny.model, bank, "0:0, 1:0"), apply(comfy, tiny.model, bank, start=1.0),
+              apply(comfy, tiny.model, bank, mult=0.0)):
+        assert torch.equal(sample(comfy, tiny, m)[0], vanilla)
+    assert not torch.equal(sample(comfy, tiny, apply(comfy, tiny.model, bank))[0], vanilla)
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "euler_ancestral"])
+def test_x0_before_start_is_vanilla_and_differs_after(comfy, tiny, bank, sampler):
+    from comfy.samplers import KSampler
+
+    start = 0.5
+    m = apply(comfy, tiny.model, bank, start=start)
+    sigmas = KSampler(tiny.model, STEPS, "cpu", sampler, "normal").sigmas
+    sigma_start = tiny.model.get_model_object("model_sampling").percent_to_sigma(start)
+    _, van = sample(comfy, tiny, tiny.model, sampler)
+    _, ours = sample(comfy, tiny, m, sampler)
+    before = [i for i in range(STEPS) if float(sigmas[i]) > sigma_start]
+    after = [i for i in range(STEPS) if float(sigmas[i]) <= sigma_start]
+    assert before and after, (sigmas, sigma_start)
+    for i in before:
+        assert torch.equal(van[i], ours[i]), (sampler, i)
+    for i in after:
+        assert not torch.equal(van[i], ours[i]), (sampler, i)
+
+
+def test_input_not_mutated_and_reapplying_is_idempotent(comfy, tiny, bank):
+    model = tiny.model
+    wrappers, weight_wrappers = repr(model.wrappers), repr(model.weight_wrapper_patches)
+    once = sample(comfy, tiny, apply(comfy, model, bank))[0]
+    again = sample(comfy, tiny, apply(comfy, model, bank))[0]
+    twice = sample(comfy, tiny, apply(comfy, apply(comfy, model, bank), bank))[0]  # replaces, never stacks
+    assert torch.equal(once, again) and torch.equal(once, twice)
+    assert repr(model.wrappers) == wrappers and repr(model.weight_wrapper_patches) == weight_wrappers
+    assert torch.equal(sample(comfy, tiny, model)[0], sample(comfy, tiny, tiny.model)[0])
+
+
+def test_composes_with_loraloader_before_and_after(comfy, tiny, bank):
+    from comfy.sd import load_lora_for_models
+
+    from tests.comfy.host import pack_module
+
+    ex = pack_module("sliderspace_core.export")
+    other = bank.sliders[1]
+    lora = {}
+    for name in bank.modules:  # an unrelated stock LoRA on the same modules
+        lora[f"diffusion_model.{name}.lora_up.weight"] = other.up[name].flip(0) * 0.5
+        lora[f"diffusion_model.{name}.lora_down.weight"] = other.down[name]
+    with torch.inference_mode():
+        lora_model = load_lora_for_models(tiny.model, None, lora, 1.0, 0)[0]
+        after = load_lora_for_models(apply(comfy, tiny.model, bank), None, lora, 1.0, 0)[0]
+        bank_lora = ex.bank_to_lora(bank, {0: 1.5, 2: -1.0}, "comfy", "SD15")
+        merged = load_lora_for_models(lora_model, None, bank_lora, 1.0, 0)[0]  # analytic sum
+    before = apply(comfy, lora_model, bank)
+    ref = sample(comfy, tiny, merged)[0]
+    for m in (before, after):
+        torch.testing.assert_close(sample(comfy, tiny, m)[0], ref, rtol=1e-4, atol=1e-3)
+    assert not torch.allclose(ref, sample(comfy, tiny, lora_model)[0])
+
+
+def test_apply_errors_name_node_and_input(comfy, tiny, bank):
+    import copy
+
+    name = "SliderSpace Apply Slider Bank"
+    _raises(lambda: apply(comfy, tiny.model, bank, "7:1"), name, "scales")
+    _raises(lambda: apply(comfy, tiny.model, bank, "zero:one"), name, "scales")
+    _raises(lambda: apply(comfy, tiny.model, bank, start=0.8, end=0.2), name, "start_percent")
+    other = copy.copy(bank)
+    other.meta = copy.copy(bank.meta)
+    other.meta.family = "SDXL"
+    _raises(lambda: apply(comfy, tiny.model, other), name, "bank")
