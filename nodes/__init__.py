@@ -2,7 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from .apply import ApplySliderBank
+from .apply import ApplySliderBank, RandomSparseSliders
 from .bank_nodes import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
 from .discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
 from .training import TrainSliders
@@ -11,4 +11,5 @@ from .training import TrainSliders
 class SliderSpaceExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TrajectorySampler, ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrainSliders,
-                SaveSliderBank, LoadSliderBank, ExportSliderLoRA, ApplySliderBank]
+                SaveSliderBank, LoadSliderBank, ExportSliderLoRA, ApplySliderBank,
+                RandomSparseSliders]

@@ -7,8 +7,9 @@ from comfy_api.latest import io
 from ..sliderspace_core.bank import parse_scales
 from ..sliderspace_core.export import merge_sliders
 from ..sliderspace_core.schedule import check_window
+from ..sliderspace_core.sparse import SparseSpec, describe, draw_subset
 from . import types as T
-from .apply_glue import apply_deltas
+from .apply_glue import apply_deltas, apply_per_item
 from .bank_glue import check_bank_for_model
 from .comfy_glue import node_errors
 
@@ -49,3 +50,47 @@ class ApplySliderBank(io.ComfyNode):
                 deltas = {name: up @ down for name, (up, down) in merge_sliders(bank, chosen).items()}
             out = apply_deltas(model, deltas, start_percent, end_percent, tag="apply")
         return io.NodeOutput(out)
+
+
+class RandomSparseSliders(io.ComfyNode):
+    NAME = "SliderSpace Random Sparse Sliders"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceRandomSparseSliders", display_name=cls.NAME, category=T.CATEGORY,
+            description="Each generation gets k random sliders of the bank (SliderSpace's diversity mode). Item j "
+                        "of a batch uses seed + j, exactly like a single run with that seed.",
+            inputs=[
+                io.Model.Input("model"),
+                T.Bank.Input("bank"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                io.Int.Input("k", default=3, min=1, max=1024, tooltip="Sliders per generation (paper: 3)."),
+                io.Combo.Input("distribution", options=["fixed", "uniform"], default="fixed",
+                               tooltip="fixed: every slider at `scale` (paper: 1); uniform: in [min_scale, scale]."),
+                io.Float.Input("scale", default=1.0, min=0.0, max=10.0, step=0.05),
+                io.Float.Input("min_scale", default=0.5, min=0.0, max=10.0, step=0.05),
+                io.Boolean.Input("random_sign", default=False, tooltip="Flip each slider's sign at random."),
+                io.Float.Input("start_percent", default=0.2, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
+                io.Int.Input("batch_size", default=1, min=1, max=4096,
+                             tooltip="How many items to list in the `sliders` text (match your latent batch)."),
+            ],
+            outputs=[io.Model.Output(), io.String.Output(display_name="sliders")],
+        )
+
+    @classmethod
+    def execute(cls, model, bank, seed, k, distribution, scale, min_scale, random_sign, start_percent,
+                end_percent, batch_size) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            check_window(start_percent, end_percent)
+            check_bank_for_model(bank, model)
+            spec = SparseSpec(k, distribution, scale, min_scale, random_sign)
+            spec.check(len(bank))
+
+            def subset(j: int) -> dict[int, float]:
+                return draw_subset(spec, len(bank), seed + j)
+
+            out = apply_per_item(model, bank, subset, start_percent, end_percent)
+            text = describe([subset(j) for j in range(batch_size)], seed)
+        return io.NodeOutput(out, text)

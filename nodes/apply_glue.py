@@ -70,3 +70,67 @@ def apply_deltas(model, deltas: dict[str, torch.Tensor], start_percent: float, e
         fn.sliderspace_key = key
         m.add_weight_wrapper(f"diffusion_model.{name}.weight", fn)
     return m
+
+
+class _PerItemSliders:
+    """Batch item ``j`` gets the sliders ``subset(j)`` (activation-space hooks, attached per evaluation)."""
+
+    def __init__(self, model, bank, window: SigmaWindow, subset) -> None:
+        self.model, self.window, self.subset = model, window, subset
+        self.names = bank.modules
+        self.down = {n: torch.stack([s.down[n].float() for s in bank.sliders]) for n in self.names}
+        self.up = {n: torch.stack([s.up[n].float() * (s.alpha / s.down[n].shape[0]) for s in bank.sliders])
+                   for n in self.names}
+        self._items: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _item(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if j not in self._items:
+            sub = sorted(self.subset(j).items())
+            self._items[j] = (torch.tensor([i for i, _ in sub]), torch.tensor([s for _, s in sub]))
+        return self._items[j]
+
+    def wrapper(self, executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
+        if not self.window.contains(float(t.max())):
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        chunks = max(1, len(transformer_options.get("cond_or_uncond", [0])))
+        batch = x.shape[0] // chunks
+        rows = [self._item(r % batch) for r in range(x.shape[0])]
+        idx = torch.stack([i for i, _ in rows])                     # [rows, k]
+        scale = torch.stack([s for _, s in rows]).float()           # [rows, k]
+        dm = self.model.model.diffusion_model
+        handles = []
+        for name in self.names:
+            d, u = self.down[name], self.up[name]
+            k, r = idx.shape[1], d.shape[1]
+            down = d[idx].reshape(idx.shape[0], k * r, -1)                                   # [rows, k·r, in]
+            up = (u[idx] * scale[:, :, None, None]).permute(0, 2, 1, 3).reshape(idx.shape[0], u.shape[1], k * r)
+            handles.append(dm.get_submodule(name).register_forward_hook(_hook(down, up)))
+        try:
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def _hook(down: torch.Tensor, up: torch.Tensor):
+    from ..sliderspace_core.sparse import per_item_lora
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        d, u = down.to(x.device), up.to(x.device)
+        return output + per_item_lora(x, d, u).reshape(output.shape).to(output.dtype)
+
+    return hook
+
+
+def apply_per_item(model, bank, subset, start_percent: float, end_percent: float, tag: str = "sparse"):
+    """A clone of ``model`` where batch item ``j`` runs with sliders ``subset(j) -> {index: scale}``."""
+    m = model.clone()
+    ms = m.get_model_object("model_sampling")
+    window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)
+    key = f"{PACK_KEY}:{tag}"
+    apply_type = comfy.patcher_extension.WrappersMP.APPLY_MODEL
+    m.remove_wrappers_with_key(apply_type, key)
+    if not window.empty:
+        m.add_wrapper_with_key(apply_type, key, _PerItemSliders(m, bank, window, subset).wrapper)
+    return m

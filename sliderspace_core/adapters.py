@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .bank import Slider
+from .sparse import per_item_lora
 
 
 def _key(name: str) -> str:
@@ -60,12 +61,9 @@ class SliderAdapters(nn.Module):
                 raise RuntimeError(f"slider adapters: batch {x.shape[0]} is not a multiple of {n_items} items")
             rep = x.shape[0] // n_items  # e.g. cond/uncond stacked by the sampler
             sel, scale = self._sel.repeat(rep), self._scale.repeat(rep)
-            down = self.down[k][sel]                       # [B, r, in]
-            up = self.up[k][sel]                           # [B, out, r]
-            xb = x.reshape(x.shape[0], -1, x.shape[-1]).to(down.dtype)
-            h = torch.einsum("bli,bri->blr", xb, down)
-            delta = torch.einsum("blr,bor->blo", h, up) * (scale * self.alpha / self.rank).view(-1, 1, 1).to(h)
-            return output + delta.reshape(output.shape).to(output.dtype)
+            down = self.down[k][sel]                                            # [B, r, in]
+            up = self.up[k][sel] * (scale * self.alpha / self.rank).view(-1, 1, 1)  # [B, out, r]
+            return output + per_item_lora(x, down, up).reshape(output.shape).to(output.dtype)
 
         return hook
 
