@@ -46,25 +46,33 @@ def _weight_fn(gate: _Gate, delta: torch.Tensor):
     return fn
 
 
+APPLY = comfy.patcher_extension.WrappersMP.APPLY_MODEL
+
+
+def _clone_for(model, start_percent: float, end_percent: float, tag: str):
+    """A clone with this tag's earlier APPLY_MODEL wrapper removed, its sigma window, and its key."""
+    m = model.clone()
+    ms = m.get_model_object("model_sampling")
+    window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)
+    key = f"{PACK_KEY}:{tag}"
+    m.remove_wrappers_with_key(APPLY, key)
+    return m, window, key
+
+
 def apply_deltas(model, deltas: dict[str, torch.Tensor], start_percent: float, end_percent: float,
                  tag: str = "bank"):
     """A clone of ``model`` whose ``diffusion_model.<module>.weight`` gain ``deltas`` inside the window.
 
     ``tag`` names this application: applying again with the same tag replaces the earlier one.
     """
-    m = model.clone()
-    ms = m.get_model_object("model_sampling")
-    window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)
-    key = f"{PACK_KEY}:{tag}"
-    apply_type = comfy.patcher_extension.WrappersMP.APPLY_MODEL
-    m.remove_wrappers_with_key(apply_type, key)
+    m, window, key = _clone_for(model, start_percent, end_percent, tag)
     for name in list(m.weight_wrapper_patches):  # drop our earlier weight wrappers for this tag
         kept = [f for f in m.weight_wrapper_patches[name] if getattr(f, "sliderspace_key", None) != key]
         m.weight_wrapper_patches[name] = kept
     if window.empty or not deltas:
         return m  # nothing can switch on: vanilla, bit for bit
     gate = _Gate(window)
-    m.add_wrapper_with_key(apply_type, key, gate.wrapper)
+    m.add_wrapper_with_key(APPLY, key, gate.wrapper)
     for name, delta in deltas.items():
         fn = _weight_fn(gate, delta)
         fn.sliderspace_key = key
@@ -125,12 +133,7 @@ def _hook(down: torch.Tensor, up: torch.Tensor):
 
 def apply_per_item(model, bank, subset, start_percent: float, end_percent: float, tag: str = "sparse"):
     """A clone of ``model`` where batch item ``j`` runs with sliders ``subset(j) -> {index: scale}``."""
-    m = model.clone()
-    ms = m.get_model_object("model_sampling")
-    window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)
-    key = f"{PACK_KEY}:{tag}"
-    apply_type = comfy.patcher_extension.WrappersMP.APPLY_MODEL
-    m.remove_wrappers_with_key(apply_type, key)
+    m, window, key = _clone_for(model, start_percent, end_percent, tag)
     if not window.empty:
-        m.add_wrapper_with_key(apply_type, key, _PerItemSliders(m, bank, window, subset).wrapper)
+        m.add_wrapper_with_key(APPLY, key, _PerItemSliders(m, bank, window, subset).wrapper)
     return m

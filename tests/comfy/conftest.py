@@ -21,3 +21,20 @@ def tiny(comfy):
     from tests.comfy import tiny_models
 
     return tiny_models.build()
+
+
+@pytest.fixture(scope="session")
+def bank(comfy, tiny):
+    """A random 3-slider bank over the tiny model's cross-attention k/v (no training needed)."""
+    import torch
+
+    from tests.comfy.host import pack_module
+
+    ad, bk = pack_module("sliderspace_core.adapters"), pack_module("sliderspace_core.bank")
+    glue, bg = pack_module("nodes.train_glue"), pack_module("nodes.bank_glue")
+    modules = glue.target_modules(tiny.model.model.diffusion_model, "cross-attention k/v")
+    adapters = ad.SliderAdapters({n: (m.out_features, m.in_features) for n, m in modules.items()}, 3, seed=5)
+    with torch.no_grad():
+        for p in adapters.up.values():
+            p.normal_(0, 0.2, generator=torch.Generator().manual_seed(6))
+    return bk.SliderBank(adapters.export_sliders(), bk.BankMeta(**bg.model_facts(tiny.model, modules)))

@@ -10,20 +10,6 @@ from tests.comfy.test_discovery import SIZE, _out, _raises
 STEPS = 8
 
 
-@pytest.fixture(scope="module")
-def bank(comfy, tiny):
-    from tests.comfy.host import pack_module
-
-    ad, bk = pack_module("sliderspace_core.adapters"), pack_module("sliderspace_core.bank")
-    glue, bg = pack_module("nodes.train_glue"), pack_module("nodes.bank_glue")
-    modules = glue.target_modules(tiny.model.model.diffusion_model, "cross-attention k/v")
-    adapters = ad.SliderAdapters({n: (m.out_features, m.in_features) for n, m in modules.items()}, 3, seed=5)
-    with torch.no_grad():
-        for p in adapters.up.values():
-            p.normal_(0, 0.2, generator=torch.Generator().manual_seed(6))
-    return bk.SliderBank(adapters.export_sliders(), bk.BankMeta(**bg.model_facts(tiny.model, modules)))
-
-
 def apply(comfy, model, bank, scales="0:1.5, 2:-1", start=0.0, end=1.0, mult=1.0):
     node = comfy["classes"]["SliderSpaceApplySliderBank"]
     with torch.inference_mode():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from tests.comfy.test_apply import bank  # noqa: F401  (fixture)
 from tests.comfy.test_discovery import SIZE, _out, _raises
 
 STEPS = 5
@@ -32,7 +31,7 @@ def noises(n):
                       for j in range(n)])
 
 
-def test_batch_equals_single_runs_with_per_item_seeds(comfy, tiny, bank):  # noqa: F811
+def test_batch_equals_single_runs_with_per_item_seeds(comfy, tiny, bank):
     n = 4
     model, text = sparse(comfy, tiny.model, bank, seed=10, batch=n)
     nz = noises(n)
@@ -47,7 +46,7 @@ def test_batch_equals_single_runs_with_per_item_seeds(comfy, tiny, bank):  # noq
         assert not torch.allclose(batched[j], vanilla[j])
 
 
-def test_listed_sliders_reproduce_with_apply_slider_bank(comfy, tiny, bank):  # noqa: F811
+def test_listed_sliders_reproduce_with_apply_slider_bank(comfy, tiny, bank):
     model, text = sparse(comfy, tiny.model, bank, seed=3, batch=1, start=0.0)
     scales = text.split(": ", 1)[1]
     with torch.inference_mode():
@@ -57,7 +56,7 @@ def test_listed_sliders_reproduce_with_apply_slider_bank(comfy, tiny, bank):  # 
     torch.testing.assert_close(run(comfy, tiny, model, nz), run(comfy, tiny, applied, nz), rtol=1e-4, atol=1e-3)
 
 
-def test_start_past_end_is_vanilla_and_errors(comfy, tiny, bank):  # noqa: F811
+def test_start_past_end_is_vanilla_and_errors(comfy, tiny, bank):
     nz = noises(2)
     model, _ = sparse(comfy, tiny.model, bank, start=1.0, batch=2)
     assert torch.equal(run(comfy, tiny, model, nz), run(comfy, tiny, tiny.model, nz))
