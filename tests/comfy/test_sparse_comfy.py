@@ -31,8 +31,8 @@ def noises(n):
                       for j in range(n)])
 
 
-def test_batch_equals_single_runs_with_per_item_seeds(comfy, tiny, bank):
-    n = 4
+def test_batch_of_8_equals_8_single_runs_with_per_item_seeds(comfy, tiny, bank):
+    n = 8
     model, text = sparse(comfy, tiny.model, bank, seed=10, batch=n)
     nz = noises(n)
     batched = run(comfy, tiny, model, nz)
@@ -44,6 +44,9 @@ def test_batch_equals_single_runs_with_per_item_seeds(comfy, tiny, bank):
         single = run(comfy, tiny, single_model, nz[j:j + 1])
         torch.testing.assert_close(batched[j], single[0], rtol=1e-4, atol=1e-3)
         assert not torch.allclose(batched[j], vanilla[j])
+    subsets = [line.split(": ", 1)[1] for line in text.splitlines()]
+    assert len(set(subsets)) > 1  # items really get different sliders
+    assert sparse(comfy, tiny.model, bank, seed=10, batch=n)[1] == text  # same seed, same subsets
 
 
 def test_listed_sliders_reproduce_with_apply_slider_bank(comfy, tiny, bank):
