@@ -5,6 +5,7 @@ from comfy_api.latest import ComfyExtension, io
 from .apply import ApplySliderBank, RandomSparseSliders
 from .bank_nodes import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
 from .discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
+from .explore import DiversityScore, LabelBank, SliderGrid
 from .training import TrainSliders
 
 
@@ -12,4 +13,4 @@ class SliderSpaceExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TrajectorySampler, ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrainSliders,
                 SaveSliderBank, LoadSliderBank, ExportSliderLoRA, ApplySliderBank,
-                RandomSparseSliders]
+                RandomSparseSliders, SliderGrid, LabelBank, DiversityScore]

@@ -8,10 +8,16 @@ number of sliders. The input MODEL is cloned, never mutated; re-applying replace
 
 from __future__ import annotations
 
+import comfy.model_management as mm
 import comfy.patcher_extension
+import comfy.sample
+import latent_preview
 import torch
 
+from ..sliderspace_core.export import merge_sliders
+from ..sliderspace_core.grid import ZERO, Cell
 from ..sliderspace_core.schedule import SigmaWindow
+from .comfy_glue import Progress, vae_decoder
 
 PACK_KEY = "sliderspace"
 
@@ -137,3 +143,36 @@ def apply_per_item(model, bank, subset, start_percent: float, end_percent: float
     if not window.empty:
         m.add_wrapper_with_key(APPLY, key, _PerItemSliders(m, bank, window, subset).wrapper)
     return m
+
+
+def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: int, steps: int, cfg: float,
+                 sampler_name: str, scheduler: str, width: int, height: int,
+                 start_percent: float) -> dict[Cell, torch.Tensor]:
+    """Sample and decode every cell from the SAME noise; ``ZERO`` is the model without sliders.
+
+    Returns ``Cell → [H, W, 3]`` images (first frame for video VAEs).
+    """
+    empty = torch.zeros([1, 4, height // 8, width // 8], device=mm.intermediate_device())
+    latent = comfy.sample.fix_empty_latent_channels(model, empty)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    vae_decoder(vae, None, int(latent.shape[1]))  # refuses a VAE of another model family
+    previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+    progress = Progress(len(cells) * steps)
+    out: dict[Cell, torch.Tensor] = {}
+    for k, cell in enumerate(cells):
+        deltas = {}
+        if cell != ZERO:
+            merged = merge_sliders(bank, {cell.slider: cell.scale})
+            deltas = {name: up @ down for name, (up, down) in merged.items()}
+        patched = apply_deltas(model, deltas, start_percent, 1.0, tag="grid")
+
+        def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total: int, base: int = k * steps) -> None:
+            preview = previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None
+            progress(base + step + 1, None, preview)
+
+        samples = comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, positive, negative,
+                                      latent, callback=callback, disable_pbar=True, seed=seed)
+        images = vae.decode(samples)  # as stock VAEDecode does, so the zero cell matches it bit for bit
+        out[cell] = images.reshape(-1, *images.shape[-3:])[0, ..., :3].float().cpu()
+        progress((k + 1) * steps)
+    return out

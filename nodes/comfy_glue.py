@@ -176,3 +176,15 @@ class ClipVisionEncoder:
         pooled = vm.post_layernorm(x) if vm.output_layernorm else vm.post_layernorm(x[:, 0, :])
         out = model.visual_projection(pooled)
         return out.mean(dim=1) if out.ndim == 3 else out  # SigLIP towers pool over tokens
+
+
+def pick_encoder(clip_vision, encoder):
+    """The one connected image encoder (a ComfyUI CLIP_VISION or the pack's open_clip encoder)."""
+    if clip_vision is not None and encoder is not None:
+        raise InputError("encoder", "both clip_vision and encoder are connected.", "connect only one of them.")
+    if clip_vision is not None:
+        return ClipVisionEncoder(clip_vision)
+    if encoder is not None:
+        return encoder
+    raise InputError("clip_vision", "no image encoder is connected.",
+                     "connect a CLIP_VISION (Load CLIP Vision) or an open_clip encoder.")

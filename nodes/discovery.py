@@ -15,7 +15,7 @@ from ..sliderspace_core.pca import fit_pca
 from ..sliderspace_core.plots import scree_plot
 from ..sliderspace_core.trajectories import KEEP_MODES, select_steps, split_prompts
 from . import types as T
-from .comfy_glue import ClipVisionEncoder, Progress, encode_text, node_errors, sample_trajectories, vae_decoder
+from .comfy_glue import Progress, encode_text, node_errors, pick_encoder, sample_trajectories, vae_decoder
 
 OPEN_CLIP_FOLDER = "sliderspace_encoders"
 if OPEN_CLIP_FOLDER not in folder_paths.folder_names_and_paths:
@@ -127,7 +127,7 @@ class ClipEmbed(io.ComfyNode):
     def execute(cls, batch_size, trajectories=None, vae=None, images=None, clip_vision=None,
                 encoder=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            enc = cls._encoder(clip_vision, encoder)
+            enc = pick_encoder(clip_vision, encoder)
             if trajectories is not None:
                 if vae is None:
                     raise InputError("vae", "is required to decode trajectories.",
@@ -149,17 +149,6 @@ class ClipEmbed(io.ComfyNode):
                 raise InputError("trajectories", "nothing to embed: neither trajectories nor images is connected.",
                                  "connect the Trajectory Sampler's trajectories (with a VAE) or an IMAGE batch.")
         return io.NodeOutput(emb)
-
-    @staticmethod
-    def _encoder(clip_vision, encoder):
-        if clip_vision is not None and encoder is not None:
-            raise InputError("encoder", "both clip_vision and encoder are connected.", "connect only one of them.")
-        if clip_vision is not None:
-            return ClipVisionEncoder(clip_vision)
-        if encoder is not None:
-            return encoder
-        raise InputError("clip_vision", "no image encoder is connected.",
-                         "connect a CLIP_VISION (Load CLIP Vision) or an open_clip encoder.")
 
 
 class PcaDecompose(io.ComfyNode):

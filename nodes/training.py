@@ -12,7 +12,7 @@ from ..sliderspace_core.plots import loss_plot
 from ..sliderspace_core.training import SliderTrainer, TrainConfig
 from . import types as T
 from .bank_glue import model_facts
-from .comfy_glue import ClipVisionEncoder, Progress, latent_facts, node_errors
+from .comfy_glue import Progress, latent_facts, node_errors, pick_encoder
 from .train_glue import TARGET_PRESETS, frozen, run_in_comfy, schedule_sigmas, target_modules
 
 
@@ -83,10 +83,7 @@ class TrainSliders(io.ComfyNode):
 
     @staticmethod
     def _encoder(clip_vision, encoder, basis):
-        if (clip_vision is None) == (encoder is None):
-            raise InputError("clip_vision", "connect exactly one image encoder (clip_vision or encoder).",
-                             "use the same encoder that CLIP Embed used for the basis.")
-        enc = ClipVisionEncoder(clip_vision) if clip_vision is not None else encoder
+        enc = pick_encoder(clip_vision, encoder)
         if basis.encoder_id and enc.encoder_id != basis.encoder_id:
             raise InputError("clip_vision", f"is {enc.encoder_id!r} but the basis was computed with "
                              f"{basis.encoder_id!r}.", "connect the encoder that CLIP Embed used.")

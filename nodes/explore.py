@@ -1,0 +1,139 @@
+"""Exploration nodes: Slider Grid (one seed, sliders × scales), Label Bank, Diversity Score."""
+
+from __future__ import annotations
+
+import comfy.samplers
+import torch
+from comfy_api.latest import io, ui
+
+from ..sliderspace_core.encoders import check_finite, embed_in_batches
+from ..sliderspace_core.grid import (
+    compose_grid,
+    grid_cells,
+    grid_positions,
+    parse_scale_list,
+    parse_slider_list,
+)
+from ..sliderspace_core.labels import parse_labels, with_labels
+from ..sliderspace_core.metrics import diversity
+from ..sliderspace_core.schedule import check_window
+from . import types as T
+from .apply_glue import render_cells
+from .bank_glue import check_bank_for_model
+from .comfy_glue import Progress, node_errors, pick_encoder
+
+
+def _row_label(bank, i: int) -> str:
+    label = bank.sliders[i].label
+    return f"{i}: {label}" if label else f"slider {i}"
+
+
+class SliderGrid(io.ComfyNode):
+    NAME = "SliderSpace Slider Grid"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceSliderGrid", display_name=cls.NAME, category=T.CATEGORY,
+            description="One image per slider and scale from the same seed: rows are sliders, columns scales. "
+                        "The scale-0 column (no slider) is sampled once and shared by every row.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Vae.Input("vae"),
+                T.Bank.Input("bank"),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                io.String.Input("sliders", default="0,1,2,3",
+                                tooltip="Slider indices for the rows, e.g. '0,1,2', '0-7' or 'all'."),
+                io.String.Input("scales", default="-2, -1, 0, 1, 2",
+                                tooltip="Scales for the columns (the paper explores ±2; 0 = no slider)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Every cell uses this seed, so cells differ only by the slider."),
+                io.Int.Input("steps", default=20, min=1, max=10000),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
+                io.Int.Input("width", default=512, min=16, max=16384, step=8),
+                io.Int.Input("height", default=512, min=16, max=16384, step=8),
+                io.Float.Input("start_percent", default=0.2, min=0.0, max=1.0, step=0.01,
+                               tooltip="Sliders switch on at this point of the schedule (keeps the composition)."),
+            ],
+            outputs=[io.Image.Output(display_name="grid"),
+                     io.Image.Output(display_name="cells", tooltip="Every grid position as a batch, row-major.")],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, bank, positive, negative, sliders, scales, seed, steps, cfg, sampler_name,
+                scheduler, width, height, start_percent) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            check_window(start_percent, 1.0)
+            check_bank_for_model(bank, model)
+            rows = parse_slider_list(sliders, len(bank))
+            cols = parse_scale_list(scales)
+            rendered = render_cells(model, vae, bank, grid_cells(rows, cols), positive, negative, seed, steps,
+                                    cfg, sampler_name, scheduler, width, height, start_percent)
+            positions = grid_positions(rows, cols)
+            images = {pos: rendered[cell] for pos, cell in positions.items()}
+            grid = compose_grid(images, [_row_label(bank, i) for i in rows],
+                                ["0" if s == 0 else f"{s:+g}" for s in cols])
+            cells = torch.stack([images[pos] for pos in sorted(positions)])
+        return io.NodeOutput(grid, cells)
+
+
+class LabelBank(io.ComfyNode):
+    NAME = "SliderSpace Label Bank"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceLabelBank", display_name=cls.NAME, category=T.CATEGORY,
+            description="Names sliders (the names appear in the grid and in saved banks and LoRAs). Returns a "
+                        "new bank; the input bank is unchanged.",
+            inputs=[
+                T.Bank.Input("bank"),
+                io.String.Input("labels", multiline=True, default="",
+                                tooltip="'0: smiling, 3: older', or one label per line in slider order (an "
+                                        "empty line keeps that slider's label)."),
+            ],
+            outputs=[T.Bank.Output(display_name="bank")],
+        )
+
+    @classmethod
+    def execute(cls, bank, labels) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            return io.NodeOutput(with_labels(bank, parse_labels(labels, len(bank))))
+
+
+class DiversityScore(io.ComfyNode):
+    NAME = "SliderSpace Diversity Score"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceDiversityScore", display_name=cls.NAME, category=T.CATEGORY,
+            description="Mean pairwise distance (1 − cos) between the images' CLIP embeddings: higher = more "
+                        "diverse (the papers' diversity, with a CLIP image encoder instead of DreamSim).",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("images", tooltip="A batch of at least 2 images."),
+                io.ClipVision.Input("clip_vision", optional=True),
+                T.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                io.Int.Input("batch_size", default=16, min=1, max=4096, tooltip="Images embedded at once."),
+            ],
+            outputs=[io.Float.Output(display_name="diversity"), io.String.Output(display_name="summary")],
+        )
+
+    @classmethod
+    def execute(cls, images, batch_size, clip_vision=None, encoder=None) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            enc = pick_encoder(clip_vision, encoder)
+            n = int(images.shape[0])
+            check_finite(images, "images", "the images")
+            vectors = embed_in_batches(images, lambda x: x, enc, batch_size, on_batch=Progress(n),
+                                       input_name="images")
+            score = diversity(vectors)
+            text = f"diversity {score:.4f} over {n} images (encoder {enc.encoder_id})"
+        return io.NodeOutput(score, text, ui=ui.PreviewText(text))
+
+
+__all__ = ["SliderGrid", "LabelBank", "DiversityScore", "render_cells"]
