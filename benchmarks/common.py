@@ -47,8 +47,9 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int = 3) ->
     for fn in fns.values():
         fn()
     best = {k: float("inf") for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    order = list(fns.items())
+    for r in range(repeats):
+        for k, fn in (order if r % 2 == 0 else order[::-1]):  # ABBA: no side always runs first
             t0 = time.perf_counter()
             fn()
             best[k] = min(best[k], time.perf_counter() - t0)
