@@ -45,8 +45,12 @@ def target_modules(diffusion_model: nn.Module, preset: str, pattern: str = "") -
 
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
-    """Turn off ``requires_grad`` on the base weights for the duration; restore each flag exactly."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
+    """Turn off ``requires_grad`` on the base weights for the duration; restore each flag exactly.
+
+    Inference tensors (weights loaded inside the executor's inference mode) are left alone: their flag
+    cannot be set back outside inference mode, and :func:`trainable_weights` swaps them out anyway.
+    """
+    flags = [(p, p.requires_grad) for p in module.parameters() if not p.is_inference() and p.requires_grad]
     try:
         for p, _ in flags:
             p.requires_grad_(False)
@@ -54,6 +58,32 @@ def frozen(module: nn.Module) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def trainable_weights(*modules: nn.Module) -> Iterator[None]:
+    """Let autograd save these modules' weights for backward, without changing them.
+
+    ComfyUI runs nodes under ``torch.inference_mode()``, so weights a loader created there are inference
+    tensors, which autograd refuses to save. For the duration, each such parameter/buffer is replaced by
+    a normal copy with identical values (no grad); the originals are put back in ``finally``.
+    """
+    swapped: list[tuple[dict, str, torch.Tensor]] = []
+    try:
+        with torch.inference_mode(False):
+            for module in modules:
+                for sub in module.modules():
+                    for store in (sub._parameters, sub._buffers):
+                        for name, t in list(store.items()):
+                            if t is not None and t.is_inference():
+                                swapped.append((store, name, t))
+                                copy = t.clone()
+                                store[name] = nn.Parameter(copy, requires_grad=False) if store is \
+                                    sub._parameters else copy
+        yield
+    finally:
+        for store, name, t in reversed(swapped):
+            store[name] = t
 
 
 def clone_conditioning(cond: list) -> list:
@@ -97,7 +127,13 @@ class _LoopSampler(comfy.samplers.Sampler):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
-        self.run(ComfyTrainHost(model_wrap, extra_args, self.vae, self.encoder), latent_image)
+        nets = [model_wrap.inner_model.diffusion_model, self.vae.first_stage_model]
+        if hasattr(self.encoder, "cv"):
+            nets.append(self.encoder.cv.model)
+        elif isinstance(getattr(self.encoder, "model", None), nn.Module):
+            nets.append(self.encoder.model)
+        with trainable_weights(*nets):  # after ComfyUI loaded (and maybe moved) the models
+            self.run(ComfyTrainHost(model_wrap, extra_args, self.vae, self.encoder), latent_image.clone())
         return latent_image
 
 

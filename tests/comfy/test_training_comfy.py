@@ -140,3 +140,27 @@ def test_train_errors_name_node_and_input(comfy, tiny, discovered):
     _raises(lambda: call(targets="pattern", pattern="no_such_module$"), name, "targets")
     _raises(lambda: call(targets="pattern", pattern="(["), name, "target_pattern")
     _raises(lambda: call(cv=None), name, "clip_vision")
+
+
+def test_trains_on_models_loaded_inside_inference_mode(comfy):
+    """Loaders run under the executor's inference mode, so real weights are inference tensors."""
+    from tests.comfy import tiny_models
+
+    C = comfy["classes"]
+    with torch.inference_mode():
+        t = tiny_models.build()
+        dm = t.model.model.diffusion_model
+        assert next(dm.parameters()).is_inference()
+        before = snapshot(dm)
+        traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
+            t.model, t.clip, "a dog", "", 3, 0, 3, 5.0, "euler", "normal", SIZE, SIZE, 3, "final only", 1, "float32"))
+        emb = _out(C["SliderSpaceClipEmbed"].execute(8, trajectories=traj, vae=t.vae, clip_vision=t.clip_vision))[0]
+        basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, 2, "auto", 0))
+        pos = C["CLIPTextEncode"]().encode(t.clip, "a dog")[0]
+        bank, _ = _out(C["SliderSpaceTrainSliders"].execute(t.model, t.vae, pos, basis, traj, 2, 2, 1e-2, 1,
+                                                             "cross-attention k/v", "", 2, 0, False, False,
+                                                             clip_vision=t.clip_vision))
+        after = snapshot(dm)
+        assert all(p.is_inference() for p in dm.parameters())  # the originals are back in place
+    assert len(bank) == 2 and any(bank.sliders[0].up[k].abs().sum() > 0 for k in bank.modules)
+    assert all(torch.equal(before[k], after[k]) for k in before)
