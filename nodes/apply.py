@@ -47,7 +47,7 @@ class ApplySliderBank(io.ComfyNode):
             chosen = {i: s for i, s in chosen.items() if s != 0.0}
             deltas = {}
             if chosen:
-                deltas = {name: up @ down for name, (up, down) in merge_sliders(bank, chosen).items()}
+                deltas = merge_sliders(bank, chosen)
             out = apply_deltas(model, deltas, start_percent, end_percent, tag="apply")
         return io.NodeOutput(out)
 

@@ -37,7 +37,9 @@ class _Gate:
             self.open = False
 
 
-def _weight_fn(gate: _Gate, delta: torch.Tensor):
+def _weight_fn(gate: _Gate, up: torch.Tensor, down: torch.Tensor):
+    """Adds ``up @ down`` while the gate is open; the dense delta is built once per device/dtype, on use
+    (only the low-rank factors are held until then)."""
     cache: dict[tuple, torch.Tensor] = {}
 
     def fn(weight: torch.Tensor) -> torch.Tensor:
@@ -46,7 +48,8 @@ def _weight_fn(gate: _Gate, delta: torch.Tensor):
         key = (weight.dtype, weight.device)
         d = cache.get(key)
         if d is None:
-            d = cache[key] = delta.to(weight.device, weight.dtype)
+            d = cache[key] = (up.to(weight.device, torch.float32) @ down.to(weight.device, torch.float32)).to(
+                weight.dtype)
         return weight + d
 
     return fn
@@ -65,9 +68,11 @@ def _clone_for(model, start_percent: float, end_percent: float, tag: str):
     return m, window, key
 
 
-def apply_deltas(model, deltas: dict[str, torch.Tensor], start_percent: float, end_percent: float,
-                 tag: str = "bank"):
-    """A clone of ``model`` whose ``diffusion_model.<module>.weight`` gain ``deltas`` inside the window.
+def apply_deltas(model, deltas: dict[str, tuple[torch.Tensor, torch.Tensor]], start_percent: float,
+                 end_percent: float, tag: str = "bank"):
+    """A clone of ``model`` whose ``diffusion_model.<module>.weight`` gain ``up @ down`` inside the window.
+
+    ``deltas``: module → ``(up [out, R], down [R, in])`` with every scale folded in (``merge_sliders``).
 
     ``tag`` names this application: applying again with the same tag replaces the earlier one.
     """
@@ -79,8 +84,8 @@ def apply_deltas(model, deltas: dict[str, torch.Tensor], start_percent: float, e
         return m  # nothing can switch on: vanilla, bit for bit
     gate = _Gate(window)
     m.add_wrapper_with_key(APPLY, key, gate.wrapper)
-    for name, delta in deltas.items():
-        fn = _weight_fn(gate, delta)
+    for name, (up, down) in deltas.items():
+        fn = _weight_fn(gate, up, down)
         fn.sliderspace_key = key
         m.add_weight_wrapper(f"diffusion_model.{name}.weight", fn)
     return m
@@ -162,8 +167,7 @@ def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: 
     for k, cell in enumerate(cells):
         deltas = {}
         if cell != ZERO:
-            merged = merge_sliders(bank, {cell.slider: cell.scale})
-            deltas = {name: up @ down for name, (up, down) in merged.items()}
+            deltas = merge_sliders(bank, {cell.slider: cell.scale})
         patched = apply_deltas(model, deltas, start_percent, 1.0, tag="grid")
 
         def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total: int, base: int = k * steps) -> None:

@@ -22,7 +22,8 @@ if BANK_FOLDER not in folder_paths.folder_names_and_paths:
 
 def bank_files() -> list[str]:
     """The ``.safetensors`` files in the ``models/sliderspace`` folder(s)."""
-    return [f for f in folder_paths.get_filename_list(BANK_FOLDER) if f.lower().endswith(SUFFIX)]
+    files = [f for f in folder_paths.get_filename_list(BANK_FOLDER) if f.lower().endswith(SUFFIX)]
+    return files or [T.NONE_FOUND]  # an empty combo fails validation with a generic message; ours names the fix
 
 
 def save_folder(kind: str) -> str:
@@ -75,7 +76,7 @@ class LoadSliderBank(io.ComfyNode):
 
     @classmethod
     def _path(cls, file: str) -> str:
-        path = folder_paths.get_full_path(BANK_FOLDER, file) if file else None
+        path = folder_paths.get_full_path(BANK_FOLDER, file) if file and file != T.NONE_FOUND else None
         if not path:
             raise InputError("file", f"{file!r} is not in models/{BANK_FOLDER}.",
                              "save a bank with Save Slider Bank (or copy one there) and refresh.")
@@ -88,7 +89,7 @@ class LoadSliderBank(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, file):
-        path = folder_paths.get_full_path(BANK_FOLDER, file) if file else None
+        path = folder_paths.get_full_path(BANK_FOLDER, file) if file and file != T.NONE_FOUND else None
         if not path or not os.path.isfile(path):
             return file
         return file, os.path.getmtime(path), os.path.getsize(path)

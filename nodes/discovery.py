@@ -87,7 +87,7 @@ class LoadOpenClipEncoder(io.ComfyNode):
                         "needs open_clip_torch installed. Never downloads.",
             inputs=[
                 io.String.Input("architecture", default="ViT-B-32", tooltip="open_clip model name."),
-                io.Combo.Input("file", options=folder_paths.get_filename_list(OPEN_CLIP_FOLDER),
+                io.Combo.Input("file", options=folder_paths.get_filename_list(OPEN_CLIP_FOLDER) or [T.NONE_FOUND],
                                tooltip="Weights file (.safetensors preferred; .pt/.bin loaded weights-only)."),
             ],
             outputs=[T.ImageEncoder.Output(display_name="encoder")],
@@ -96,7 +96,7 @@ class LoadOpenClipEncoder(io.ComfyNode):
     @classmethod
     def execute(cls, architecture, file) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            path = folder_paths.get_full_path(OPEN_CLIP_FOLDER, file) if file else None
+            path = folder_paths.get_full_path(OPEN_CLIP_FOLDER, file) if file and file != T.NONE_FOUND else None
             if not path:
                 raise InputError("file", f"{file!r} is not in models/{OPEN_CLIP_FOLDER}.",
                                  "put the weights file there and refresh.")
