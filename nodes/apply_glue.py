@@ -56,6 +56,7 @@ def _weight_fn(gate: _Gate, up: torch.Tensor, down: torch.Tensor):
 
 
 APPLY = comfy.patcher_extension.WrappersMP.APPLY_MODEL
+OUTER = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
 
 
 def _clone_for(model, start_percent: float, end_percent: float, tag: str):
@@ -68,26 +69,78 @@ def _clone_for(model, start_percent: float, end_percent: float, tag: str):
     return m, window, key
 
 
+MERGEABLE = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class _InPlaceMerge:
+    """Merge-once: when the gate opens, add the dense deltas into the weights in place (originals backed
+    up); when it closes, or sampling ends for any reason, copy the originals back bit for bit. Zero cost
+    per forward. Used for plain float weights; quantized ones take the weight-wrapper path instead."""
+
+    def __init__(self, window: SigmaWindow, deltas: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.window, self.deltas = window, deltas
+        self.backup: dict[str, torch.Tensor] = {}
+        self.model = None
+
+    def _set(self, on: bool) -> None:
+        if on == bool(self.backup) or self.model is None:
+            return
+        dm = self.model.diffusion_model
+        with torch.no_grad():
+            if on:
+                for name, (up, down) in self.deltas.items():
+                    w = dm.get_submodule(name).weight
+                    self.backup[name] = w.detach().clone()
+                    w.add_((up.to(w.device, torch.float32) @ down.to(w.device, torch.float32)).to(w.dtype))
+            else:
+                for name, original in self.backup.items():
+                    dm.get_submodule(name).weight.copy_(original)
+                self.backup.clear()
+
+    def apply_wrapper(self, executor, x, t, *args, **kwargs):
+        self.model = executor.class_obj
+        self._set(self.window.contains(float(t.max())))
+        return executor(x, t, *args, **kwargs)
+
+    def outer_wrapper(self, executor, *args, **kwargs):
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self._set(False)
+
+
+def _mergeable(model, name: str) -> bool:
+    w = model.get_model_object(f"diffusion_model.{name}").weight
+    return type(w) in (torch.nn.Parameter, torch.Tensor) and w.dtype in MERGEABLE
+
+
 def apply_deltas(model, deltas: dict[str, tuple[torch.Tensor, torch.Tensor]], start_percent: float,
                  end_percent: float, tag: str = "bank"):
     """A clone of ``model`` whose ``diffusion_model.<module>.weight`` gain ``up @ down`` inside the window.
 
     ``deltas``: module → ``(up [out, R], down [R, in])`` with every scale folded in (``merge_sliders``).
-
     ``tag`` names this application: applying again with the same tag replaces the earlier one.
     """
     m, window, key = _clone_for(model, start_percent, end_percent, tag)
+    m.remove_wrappers_with_key(OUTER, key)
     for name in list(m.weight_wrapper_patches):  # drop our earlier weight wrappers for this tag
         kept = [f for f in m.weight_wrapper_patches[name] if getattr(f, "sliderspace_key", None) != key]
         m.weight_wrapper_patches[name] = kept
     if window.empty or not deltas:
         return m  # nothing can switch on: vanilla, bit for bit
-    gate = _Gate(window)
-    m.add_wrapper_with_key(APPLY, key, gate.wrapper)
-    for name, (up, down) in deltas.items():
-        fn = _weight_fn(gate, up, down)
-        fn.sliderspace_key = key
-        m.add_weight_wrapper(f"diffusion_model.{name}.weight", fn)
+    inplace = {n: f for n, f in deltas.items() if _mergeable(m, n)}
+    wrapped = {n: f for n, f in deltas.items() if n not in inplace}
+    if inplace:
+        merge = _InPlaceMerge(window, inplace)
+        m.add_wrapper_with_key(APPLY, key, merge.apply_wrapper)
+        m.add_wrapper_with_key(OUTER, key, merge.outer_wrapper)
+    if wrapped:
+        gate = _Gate(window)
+        m.add_wrapper_with_key(APPLY, key, gate.wrapper)
+        for name, (up, down) in wrapped.items():
+            fn = _weight_fn(gate, up, down)
+            fn.sliderspace_key = key
+            m.add_weight_wrapper(f"diffusion_model.{name}.weight", fn)
     return m
 
 

@@ -103,3 +103,34 @@ def test_apply_errors_name_node_and_input(comfy, tiny, bank):
     other.meta = copy.copy(bank.meta)
     other.meta.family = "SDXL"
     _raises(lambda: apply(comfy, tiny.model, other), name, "bank")
+
+
+def test_inplace_merge_restores_weights_after_an_interrupt_and_matches_the_wrapper_path(comfy, tiny, bank,
+                                                                                        monkeypatch):
+    import comfy.sample as cs
+
+    from tests.comfy.host import pack_module
+
+    glue = pack_module("nodes.apply_glue")
+    dm = tiny.model.model.diffusion_model
+    sample(comfy, tiny, tiny.model)  # make ComfyUI load the plain model (undoing any LoRA patched by earlier tests)
+    before = {k: v.clone() for k, v in dm.state_dict().items()}
+    C = comfy["classes"]
+    with torch.inference_mode():
+        pos = C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0]
+        neg = C["CLIPTextEncode"]().encode(tiny.clip, "")[0]
+        latent = torch.zeros([1, 4, SIZE // 8, SIZE // 8])
+
+        def stop(i, x0, x, n):
+            if i == 3:
+                raise KeyboardInterrupt("user pressed cancel")
+
+        with pytest.raises(KeyboardInterrupt):
+            cs.sample(apply(comfy, tiny.model, bank), cs.prepare_noise(latent, 1), STEPS, 5.0, "euler", "normal",
+                      pos, neg, latent, callback=stop, disable_pbar=True)
+    assert all(torch.equal(before[k], v) for k, v in dm.state_dict().items())  # restored bit for bit
+    inplace = sample(comfy, tiny, apply(comfy, tiny.model, bank, start=0.3))[0]
+    monkeypatch.setattr(glue, "MERGEABLE", ())  # as for quantized weights: per-forward weight wrappers
+    wrapped_model = apply(comfy, tiny.model, bank, start=0.3)
+    assert any(wrapped_model.weight_wrapper_patches.values())
+    torch.testing.assert_close(sample(comfy, tiny, wrapped_model)[0], inplace, rtol=1e-5, atol=1e-4)
