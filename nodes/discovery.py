@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import comfy.samplers
 import folder_paths
 import torch
 from comfy_api.latest import io
@@ -41,12 +40,7 @@ class TrajectorySampler(io.ComfyNode):
                              tooltip="How many sampling runs (the paper uses 1000+)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Trajectory i uses seed + i, as a batch-1 KSampler would."),
-                io.Int.Input("steps", default=20, min=1, max=10000),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
-                io.Int.Input("width", default=512, min=16, max=16384, step=8),
-                io.Int.Input("height", default=512, min=16, max=16384, step=8),
+                *T.sampling_inputs(),
                 io.Int.Input("batch_size", default=4, min=1, max=4096, tooltip="Trajectories per sampler call."),
                 io.Combo.Input("keep_steps", options=list(KEEP_MODES), default="every step",
                                tooltip="Which steps' x̂0 to keep: every step (paper), every k-th, or final."),

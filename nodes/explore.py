@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import comfy.samplers
 import torch
 from comfy_api.latest import io, ui
 
@@ -49,12 +48,7 @@ class SliderGrid(io.ComfyNode):
                                 tooltip="Scales for the columns (the paper explores ±2; 0 = no slider)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Every cell uses this seed, so cells differ only by the slider."),
-                io.Int.Input("steps", default=20, min=1, max=10000),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
-                io.Int.Input("width", default=512, min=16, max=16384, step=8),
-                io.Int.Input("height", default=512, min=16, max=16384, step=8),
+                *T.sampling_inputs(),
                 io.Float.Input("start_percent", default=0.2, min=0.0, max=1.0, step=0.01,
                                tooltip="Sliders switch on at this point of the schedule (keeps the composition)."),
             ],

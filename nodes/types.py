@@ -1,5 +1,6 @@
 """Custom socket types of the pack (prefixed so they never clash with other packs)."""
 
+import comfy.samplers
 from comfy_api.latest import io
 
 Trajectories = io.Custom("SLIDERSPACE_TRAJECTORIES")
@@ -10,3 +11,15 @@ Bank = io.Custom("SLIDERSPACE_BANK")
 
 CATEGORY = "SliderSpace"
 NONE_FOUND = "(none found)"  # combo placeholder for an empty model folder; execute then names the fix
+
+
+def sampling_inputs() -> list:
+    """The KSampler-style inputs shared by every node that samples: steps, cfg, sampler, scheduler, size."""
+    return [
+        io.Int.Input("steps", default=20, min=1, max=10000),
+        io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
+        io.Int.Input("width", default=512, min=16, max=16384, step=8),
+        io.Int.Input("height", default=512, min=16, max=16384, step=8),
+    ]
