@@ -17,6 +17,7 @@ import torch
 from ..sliderspace_core.export import merge_sliders
 from ..sliderspace_core.grid import ZERO, Cell
 from ..sliderspace_core.schedule import SigmaWindow
+from ..sliderspace_core.sparse import per_item_lora
 from .comfy_glue import Progress, vae_decoder
 
 PACK_KEY = "sliderspace"
@@ -154,6 +155,7 @@ class _PerItemSliders:
         self.up = {n: torch.stack([s.up[n].float() * (s.alpha / s.down[n].shape[0]) for s in bank.sliders])
                    for n in self.names}
         self._items: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[tuple, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def _item(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         if j not in self._items:
@@ -161,22 +163,31 @@ class _PerItemSliders:
             self._items[j] = (torch.tensor([i for i, _ in sub]), torch.tensor([s for _, s in sub]))
         return self._items[j]
 
+    def _factors(self, n_rows: int, batch: int, device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per-row ``(down [rows, k·r, in], up [rows, out, k·r])`` on ``device``; the layout repeats every
+        step, so it is built once per (rows, batch, device)."""
+        key = (n_rows, batch, str(device))
+        if key not in self._cache:
+            rows = [self._item(r % batch) for r in range(n_rows)]
+            idx = torch.stack([i for i, _ in rows])                     # [rows, k]
+            scale = torch.stack([s for _, s in rows]).float()           # [rows, k]
+            out = {}
+            for name in self.names:
+                d, u = self.down[name], self.up[name]
+                k, r = idx.shape[1], d.shape[1]
+                down = d[idx].reshape(n_rows, k * r, -1)
+                up = (u[idx] * scale[:, :, None, None]).permute(0, 2, 1, 3).reshape(n_rows, u.shape[1], k * r)
+                out[name] = (down.to(device), up.to(device))
+            self._cache[key] = out
+        return self._cache[key]
+
     def wrapper(self, executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
         if not self.window.contains(float(t.max())):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         chunks = max(1, len(transformer_options.get("cond_or_uncond", [0])))
-        batch = x.shape[0] // chunks
-        rows = [self._item(r % batch) for r in range(x.shape[0])]
-        idx = torch.stack([i for i, _ in rows])                     # [rows, k]
-        scale = torch.stack([s for _, s in rows]).float()           # [rows, k]
+        factors = self._factors(x.shape[0], x.shape[0] // chunks, x.device)
         dm = self.model.model.diffusion_model
-        handles = []
-        for name in self.names:
-            d, u = self.down[name], self.up[name]
-            k, r = idx.shape[1], d.shape[1]
-            down = d[idx].reshape(idx.shape[0], k * r, -1)                                   # [rows, k·r, in]
-            up = (u[idx] * scale[:, :, None, None]).permute(0, 2, 1, 3).reshape(idx.shape[0], u.shape[1], k * r)
-            handles.append(dm.get_submodule(name).register_forward_hook(_hook(down, up)))
+        handles = [dm.get_submodule(name).register_forward_hook(_hook(*factors[name])) for name in self.names]
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
@@ -185,8 +196,6 @@ class _PerItemSliders:
 
 
 def _hook(down: torch.Tensor, up: torch.Tensor):
-    from ..sliderspace_core.sparse import per_item_lora
-
     def hook(module, inputs, output):
         x = inputs[0]
         d, u = down.to(x.device), up.to(x.device)
