@@ -1,10 +1,11 @@
 """The SliderSpace training loop (§1 step 4), written against a small host protocol.
 
-Step: pick ``k`` sliders and ``k`` stored clean latents, re-noise each to a random schedule sigma,
-predict x̂0 WITHOUT sliders (no grad) and WITH slider ``i`` (same x_t, noise, prompt), decode, embed with
-the same preprocessing as the PCA, and minimise ``1 − cos(Δφ, v_i)``. The ``k`` items run as one
-batched forward/backward (per-item rank-r deltas) — or, with ``batched=False``, one pass per slider as
-the reference does (kept as the benchmark baseline).
+Step (as the reference): pick ``k`` sliders and ONE stored clean latent, re-noise it to a random schedule
+sigma, predict x̂0 WITHOUT sliders once (no grad) and WITH each slider ``i`` (same x_t, noise, prompt),
+decode, embed with the same preprocessing as the PCA, and minimise ``1 − cos(Δφ, v_i)``. Each slider's
+gradient depends only on its own item, so sharing the sample costs nothing in gradient quality. The ``k``
+slider items run as one batched forward/backward (per-item rank-r deltas) — or, with ``batched=False``,
+one forward/backward per slider as the reference does (kept as the benchmark baseline).
 """
 
 from __future__ import annotations
@@ -93,11 +94,11 @@ class SliderTrainer:
         self.result = TrainResult(updates=[0] * adapters.n_sliders, config=asdict(cfg))
 
     def draw(self) -> tuple[torch.Tensor, ...]:
-        """Sliders, latents, sigmas and noise of one step, from the seeded stream."""
+        """Sliders ``[k]`` and one latent ``[1, ...]``, sigma ``[1]`` and noise of one step, from the seeded stream."""
         k = min(self.cfg.sliders_per_step, self.adapters.n_sliders)
         sel = torch.randperm(self.adapters.n_sliders, generator=self.gen)[:k]
-        idx = torch.randint(self.latents.shape[0], (k,), generator=self.gen)
-        sig = self.sigmas[torch.randint(self.sigmas.shape[0], (k,), generator=self.gen)]
+        idx = torch.randint(self.latents.shape[0], (1,), generator=self.gen)
+        sig = self.sigmas[torch.randint(self.sigmas.shape[0], (1,), generator=self.gen)]
         x0 = self.latents[idx]
         noise = torch.randn(x0.shape, generator=self.gen)
         return sel, x0, sig, noise
@@ -109,20 +110,26 @@ class SliderTrainer:
             return checkpoint(lambda z: embed(self.host, z), x0_hat, use_reentrant=False)
         return embed(self.host, x0_hat)
 
-    def _items(self, sel, x0, sig, noise) -> float:
-        """Loss of one group of items, gradients accumulated into ``.grad``."""
+    def baseline(self, x0, sig, noise) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x_t``, its sigma and φ of the slider-free prediction (no grad), computed once per step."""
         dev = next(iter(self.params)).device
-        x0, sig, noise = x0.to(dev), sig.to(dev), noise.to(dev)
-        x_t = self.host.noised(x0, sig, noise)
-        scale = torch.ones(sel.shape[0], device=dev)
+        x_t = self.host.noised(x0.to(dev), sig.to(dev), noise.to(dev))
+        with torch.no_grad():
+            phi0 = embed(self.host, self.host.predict_x0(x_t, sig.to(dev)))
+        return x_t, sig.to(dev), phi0
+
+    def _items(self, base: tuple[torch.Tensor, ...], sel: torch.Tensor) -> float:
+        """Loss of sliders ``sel`` on the shared sample ``base``; gradients accumulated into ``.grad``."""
+        x_t, sig, phi0 = base
+        dev = x_t.device
+        n = sel.shape[0]
+        scale = torch.ones(n, device=dev)
         targets = self.directions[sel].to(dev)
         if self.cfg.bidirectional:
-            x_t, sig, sel = torch.cat([x_t, x_t]), torch.cat([sig, sig]), torch.cat([sel, sel])
-            scale, targets = torch.cat([scale, -scale]), torch.cat([targets, -targets])
-        with torch.no_grad():
-            phi0 = embed(self.host, self.host.predict_x0(x_t, sig))
-        phi1 = self._forward(x_t, sig, sel.to(dev), scale)
-        loss, _ = slider_loss(phi1, phi0, targets)
+            sel, scale, targets = torch.cat([sel, sel]), torch.cat([scale, -scale]), torch.cat([targets, -targets])
+        reps = sel.shape[0]
+        phi1 = self._forward(x_t.repeat(reps, *[1] * (x_t.ndim - 1)), sig.repeat(reps), sel.to(dev), scale)
+        loss, _ = slider_loss(phi1, phi0.expand(reps, -1), targets)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         for p, g in zip(self.params, grads, strict=True):
             if g is not None:
@@ -132,11 +139,11 @@ class SliderTrainer:
     def step(self, batched: bool = True) -> float:
         sel, x0, sig, noise = self.draw()
         self.opt.zero_grad(set_to_none=True)
+        base = self.baseline(x0, sig, noise)
         if batched:
-            loss = self._items(sel, x0, sig, noise)
-        else:  # the reference's way: one forward/backward per slider
-            loss = sum(self._items(sel[j:j + 1], x0[j:j + 1], sig[j:j + 1], noise[j:j + 1])
-                       for j in range(sel.shape[0])) / sel.shape[0]
+            loss = self._items(base, sel)
+        else:  # the reference's way: one forward/backward per slider on the shared sample
+            loss = sum(self._items(base, sel[j:j + 1]) for j in range(sel.shape[0])) / sel.shape[0]
             for p in self.params:
                 if p.grad is not None:
                     p.grad /= sel.shape[0]

@@ -79,7 +79,7 @@ def test_gradients_reach_every_adapter_and_nothing_else(comfy, tiny, discovered)
                                        glue.schedule_sigmas(tiny.model), tr.TrainConfig(sliders_per_step=2))
             with glue.frozen(dm), adapters.attached(modules):
                 sel, x0, sig, noise = trainer.draw()
-                trainer._items(sel, x0, sig, noise)
+                trainer._items(trainer.baseline(x0, sig, noise), sel)
             seen["vae"] = [p.grad for p in tiny.vae.first_stage_model.parameters()]
             seen["cv"] = [p.grad for p in tiny.clip_vision.model.parameters()]
 
