@@ -98,8 +98,10 @@ def ensure_models(comfyui: pathlib.Path) -> pathlib.Path:
 def start(comfyui: pathlib.Path, base: pathlib.Path, log_dir: pathlib.Path, startup_timeout: float = 120) -> Server:
     """Start ``main.py`` headless on a free loopback port and wait until it answers."""
     cache = ensure_models(comfyui)
-    nodes_dir, bank_dir = base / "custom_nodes", base / "models" / "sliderspace"
+    # The pack's folder comes only from paths.yaml (base/custom_nodes stays empty, or it would load twice).
+    nodes_dir, bank_dir = base / "extra_custom_nodes", base / "models" / "sliderspace"
     nodes_dir.mkdir(parents=True)
+    (base / "custom_nodes").mkdir()
     bank_dir.mkdir(parents=True)
     (nodes_dir / PACK_DIR_NAME).symlink_to(ROOT, target_is_directory=True)
     shutil.copy(cache / "sliderspace" / models.BANK, bank_dir / models.BANK)
