@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.live.fixtures import ARTIFACTS, WORKFLOW_DIR, example_workflows, run_node
-from tests.live.models import BANK
+from tests.live.models import BANK, BANK_SMALL
 
 # Console lines a vanilla frontend also logs offline: its registry look-ups (blocked by its own CSP; the
 # test machine is offline), 404s for optional user files, and whatever the baseline page load logged.
@@ -18,7 +18,7 @@ VANILLA = ("violates the following Content Security Policy directive", "Failed t
 
 @pytest.fixture(scope="module")
 def report(comfy_server, browser_tools) -> dict:
-    return run_node("ui_checks.mjs", comfy_server.url, str(ARTIFACTS / "browser"),
+    return run_node("ui_checks.mjs", comfy_server.url, str(ARTIFACTS / "browser"), BANK_SMALL,
                     str(WORKFLOW_DIR / "sliderspace_apply.json"), *map(str, example_workflows()))
 
 
@@ -99,6 +99,16 @@ def test_reset_and_randomize(report):
     assert all(-2 <= v <= 2 for v in rnd) and any(v != 0 for v in rnd)
     want = ", ".join(f"{i}:{v:g}" for i, v in enumerate(rnd) if v != 0)
     assert w["randomized_sent"]["scales"] == want
+
+
+def test_choosing_another_bank_redraws_its_sliders(report, comfy_server):
+    status, info = comfy_server.get(f"/sliderspace/bank_info?name={BANK_SMALL}")
+    assert status == 200 and info["n_sliders"] == 2
+    w = report["widget"]
+    assert w["switched"]["labels"] == info["labels"]
+    assert len(w["switched"]["values"]) == 2
+    # The values that fit the new bank are kept (the text said "1:-2, 3:0.5"; slider 3 no longer exists).
+    assert w["switched"]["values"] == [0, -2] and w["switched_sent"]["scales"] == "1:-2"
 
 
 def test_editing_the_scales_text_moves_the_sliders(report):

@@ -1,5 +1,5 @@
 // Collects facts about the pack in the real frontend; tests/browser/test_frontend.py asserts on them.
-//   node ui_checks.mjs <server url> <artifact dir> <apply workflow> <workflow.json>...
+//   node ui_checks.mjs <server url> <artifact dir> <another bank file> <apply workflow> <workflow.json>...
 // Prints one JSON object: library, workflows (per file: new console errors, missing node types, widget
 // values that did not survive loading), widget (sliders, labels, prompts after moving / reset / randomize,
 // persistence), screenshot path.
@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { capturePrompt, launch, loadWorkflow, openApp } from "./lib.mjs";
 
-const [url, artifactDir, applyFile, ...files] = process.argv.slice(2);
+const [url, artifactDir, otherBank, applyFile, ...files] = process.argv.slice(2);
 const report = { workflows: {} };
 
 async function applyNode(page) {
@@ -134,6 +134,19 @@ try {
     sw.callback?.(sw.value);
   }, await applyNode(page));
   w.from_text = await sliderState(page);
+
+  // Choosing another bank on Load Slider Bank redraws the widget with that bank's sliders.
+  await page.evaluate((name) => {
+    const load = window.app.graph.nodes.find((n) => n.type === "SliderSpaceLoadSliderBank");
+    const fw = load.widgets.find((x) => x.name === "file");
+    fw.value = name;
+    fw.callback?.(name);
+    window.app.canvas.setDirty(true, true);
+  }, otherBank);
+  await page.waitForFunction((n) => document.querySelectorAll(".sliderspace-slider").length === n, 2,
+    { timeout: 10000 }).catch(() => {});
+  w.switched = await sliderState(page);
+  w.switched_sent = await scalesSent(page);
   w.console_errors = log.filter((e) => /sliderspace/i.test(e));
 } finally {
   await browser.close();

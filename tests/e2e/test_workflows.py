@@ -13,7 +13,7 @@ import os
 import pytest
 
 from tests.live.fixtures import example_workflows
-from tests.live.models import BANK, CHECKPOINT, CLIP_VISION
+from tests.live.models import BANK, BANKS, CHECKPOINT, CLIP_VISION
 
 SHRINK: dict[str, dict] = {
     "SliderSpaceTrajectorySampler": {"trajectories": 5, "steps": 3, "width": 64, "height": 64, "batch_size": 5,
@@ -76,9 +76,9 @@ def test_example_workflow_runs(comfy_server, api_prompts, name):
                 path = comfy_server.base / folder / im["subfolder"] / im["filename"]
                 assert path.is_file() and path.stat().st_size > 0
     if name == "sliderspace_discover.json":
-        saved = sorted(os.listdir(comfy_server.bank_dir))
-        assert len(saved) == 2 and BANK in saved, saved  # the generated bank and the one just trained
-        new = next(f for f in saved if f != BANK)
+        new = sorted(set(os.listdir(comfy_server.bank_dir)) - set(BANKS))
+        assert new == ["sliderspace_bank_00002.safetensors"], new  # 00001 is the generated bank
+        new = new[0]
         status, info = comfy_server.get(f"/sliderspace/bank_info?name={new}")
         assert status == 200 and info["n_sliders"] == SHRINK["SliderSpaceTrainSliders"]["n_sliders"]
     if name == "sliderspace_sparse_diversity.json":

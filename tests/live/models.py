@@ -7,7 +7,8 @@ Builds, under the ordinary file names the example workflows use:
 - ``clip_vision/clip_vision_vit_l14.safetensors`` — a random full ViT-L/14 image tower (~600 MB fp16), which
   the stock Load CLIP Vision detects as ViT-L;
 - ``sliderspace/sliderspace_bank_00001.safetensors`` — a random, labelled 4-slider bank over that
-  checkpoint's cross-attention k/v (no training: the live tiers test plumbing, the comfy tier tests training).
+  checkpoint's cross-attention k/v (no training: the live tiers test plumbing, the comfy tier tests training),
+  and ``sliderspace/dog_sliders.safetensors``, a 2-slider one (the widget must follow the bank's size).
 
 Run as ``python -m tests.live.models DIR`` (needs COMFYUI_PATH). Files are built under a temp name and
 renamed, so a cache folder never holds a half-written file; existing files are reused.
@@ -23,12 +24,16 @@ CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 CLIP_VISION = "clip_vision_vit_l14.safetensors"
 BANK = "sliderspace_bank_00001.safetensors"
 BANK_LABELS = ["smile", "older", "sunny", "painterly"]
-FILES = {"checkpoints": CHECKPOINT, "clip_vision": CLIP_VISION, "sliderspace": BANK}
+BANK_SMALL = "dog_sliders.safetensors"
+BANK_SMALL_LABELS = ["fluffy", "running"]
+FILES = {"checkpoints": CHECKPOINT, "clip_vision": CLIP_VISION}
+BANKS = {BANK: BANK_LABELS, BANK_SMALL: BANK_SMALL_LABELS}
 
 
 def missing(root: pathlib.Path) -> list[str]:
-    """The files of :data:`FILES` not yet under ``root``."""
-    return [f"{d}/{n}" for d, n in FILES.items() if not (root / d / n).is_file()]
+    """The files of :data:`FILES` and :data:`BANKS` not yet under ``root``."""
+    want = [f"{d}/{n}" for d, n in FILES.items()] + [f"sliderspace/{n}" for n in BANKS]
+    return [f for f in want if not (root / f).is_file()]
 
 
 def _tmp(path: pathlib.Path) -> pathlib.Path:
@@ -71,7 +76,7 @@ def build_clip_vision(path: pathlib.Path) -> None:
     os.replace(tmp, path)
 
 
-def build_bank(path: pathlib.Path, checkpoint: pathlib.Path) -> None:
+def build_bank(path: pathlib.Path, checkpoint: pathlib.Path, labels: list[str], seed: int) -> None:
     import comfy.sd
     import torch
 
@@ -82,12 +87,12 @@ def build_bank(path: pathlib.Path, checkpoint: pathlib.Path) -> None:
     model = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=False, output_clip=False)[0]
     modules = glue.target_modules(model.model.diffusion_model, "cross-attention k/v")
     shapes = {n: (m.out_features, m.in_features) for n, m in modules.items()}
-    adapters = ad.SliderAdapters(shapes, len(BANK_LABELS), seed=7)
+    adapters = ad.SliderAdapters(shapes, len(labels), seed=seed)
     with torch.no_grad():
         for p in adapters.up.values():
-            p.normal_(0, 0.2, generator=torch.Generator().manual_seed(8))
+            p.normal_(0, 0.2, generator=torch.Generator().manual_seed(seed + 1))
     sliders = adapters.export_sliders()
-    for s, label in zip(sliders, BANK_LABELS, strict=True):
+    for s, label in zip(sliders, labels, strict=True):
         s.label = label
     bank = bk.SliderBank(sliders, bk.BankMeta(**bg.model_facts(model, modules),
                                               config={"generated_by": "tests/live/models.py (random, untrained)"}))
@@ -107,13 +112,14 @@ def ensure(root: pathlib.Path) -> None:
     cv = root / "clip_vision" / CLIP_VISION
     if not cv.is_file():
         build_clip_vision(cv)
-    bank = root / "sliderspace" / BANK
-    if not bank.is_file():
-        build_bank(bank, ckpt)
+    for seed, (name, labels) in enumerate(BANKS.items()):
+        bank = root / "sliderspace" / name
+        if not bank.is_file():
+            build_bank(bank, ckpt, labels, seed=7 + 2 * seed)
 
 
 if __name__ == "__main__":
     target = pathlib.Path(sys.argv[1]).resolve()
     if missing(target):
         ensure(target)
-    print("models ready:", *(f"{d}/{n}" for d, n in FILES.items()))
+    print("models ready:", *(f"{d}/{n}" for d, n in FILES.items()), *BANKS)

@@ -104,7 +104,8 @@ def start(comfyui: pathlib.Path, base: pathlib.Path, log_dir: pathlib.Path, star
     (base / "custom_nodes").mkdir()
     bank_dir.mkdir(parents=True)
     (nodes_dir / PACK_DIR_NAME).symlink_to(ROOT, target_is_directory=True)
-    shutil.copy(cache / "sliderspace" / models.BANK, bank_dir / models.BANK)
+    for name in models.BANKS:
+        shutil.copy(cache / "sliderspace" / name, bank_dir / name)
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True)
     settings.write_text(json.dumps(SETTINGS))
