@@ -19,7 +19,7 @@ SHRINK: dict[str, dict] = {
     "SliderSpaceTrajectorySampler": {"trajectories": 5, "steps": 3, "width": 64, "height": 64, "batch_size": 5,
                                      "keep_steps": "final only"},
     "SliderSpacePCADecompose": {"n_components": 3},
-    "SliderSpaceTrainSliders": {"n_sliders": 2, "iterations": 2, "sliders_per_step": 2},
+    "SliderSpaceTrainSliders": {"n_sliders": 1, "iterations": 2, "sliders_per_step": 1},
     "SliderSpaceSliderGrid": {"steps": 2, "width": 64, "height": 64, "sliders": "0-1", "scales": "-1, 0, 1"},
     "KSampler": {"steps": 2},
     "EmptyLatentImage": {"width": 64, "height": 64},
@@ -45,6 +45,12 @@ def test_there_are_the_four_example_workflows():
             "sliderspace_grid.json"} <= set(NAMES)
     for p in example_workflows():
         assert p.with_suffix(".jpg").is_file(), f"{p.name} has no same-name thumbnail"
+
+
+def test_server_offers_the_workflows_as_templates(comfy_server):
+    status, templates = comfy_server.get("/api/workflow_templates")
+    assert status == 200
+    assert sorted(templates.get("comfyui-sliderspace", [])) == sorted(p.stem for p in example_workflows())
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -86,27 +92,32 @@ def test_example_workflow_runs(comfy_server, api_prompts, name):
         assert len(scores) == 2 and all("diversity" in s.lower() for s in scores), scores
 
 
-def _errors_for(body: dict, node_id: str) -> str:
-    return str(body["node_errors"][node_id])
-
-
 def test_invalid_inputs_get_http_400_naming_the_node(comfy_server, api_prompts):
     base = api_prompts["sliderspace_apply.json"]["prompt"]
-    cases = [("SliderSpaceApplySliderBank", "start_percent", 5.0),
-             ("SliderSpaceLoadSliderBank", "file", "no_such_bank.safetensors"),
+    cases = [("SliderSpaceApplySliderBank", "start_percent", 5.0),    # above its max
+             ("SliderSpaceApplySliderBank", "multiplier", "lots"),    # not a number
+             ("SliderSpaceApplySliderBank", "bank", None),            # a required input left unconnected
              ("CheckpointLoaderSimple", "ckpt_name", "missing.safetensors")]
     for class_type, input_name, value in cases:
         prompt = copy.deepcopy(base)
         node_id = of_type(prompt, class_type)[0]
-        prompt[node_id]["inputs"][input_name] = value
+        if value is None:
+            del prompt[node_id]["inputs"][input_name]
+        else:
+            prompt[node_id]["inputs"][input_name] = value
         status, body = comfy_server.post("/prompt", {"prompt": prompt})
-        assert status == 400, (class_type, status, body)
-        assert node_id in body["node_errors"], body
+        assert status == 400, (class_type, input_name, status, body)
+        assert list(body["node_errors"]) == [node_id], body
         assert body["node_errors"][node_id]["class_type"] == class_type
-        assert input_name in _errors_for(body, node_id)
-    # A broken link (bank input pointing at a node that does not exist) is refused before running, too.
-    prompt = copy.deepcopy(base)
-    apply_id = of_type(prompt, "SliderSpaceApplySliderBank")[0]
-    prompt[apply_id]["inputs"]["bank"] = ["999999", 0]
-    status, body = comfy_server.post("/prompt", {"prompt": prompt})
-    assert status == 400, body
+        assert input_name in str(body["node_errors"][node_id]["errors"])
+
+
+def test_a_bank_file_that_is_not_there_fails_naming_node_input_and_fix(comfy_server, api_prompts):
+    """ComfyUI 0.3.75 does not check V3 combo values before running, so the node itself must say it."""
+    prompt = shrink(api_prompts["sliderspace_apply.json"]["prompt"])
+    node_id = of_type(prompt, "SliderSpaceLoadSliderBank")[0]
+    prompt[node_id]["inputs"]["file"] = "no_such_bank.safetensors"
+    with pytest.raises(AssertionError) as e:
+        comfy_server.run(prompt, timeout=300)
+    text = str(e.value)
+    assert "SliderSpace Load Slider Bank" in text and "'file'" in text and "Fix:" in text, text
