@@ -23,13 +23,16 @@ const WORKFLOWS = {
     nodes: [ckpt(20, 120), cv(20, 420),
       text("pos", 380, 560, "a photo of a dog"),
       { id: "traj", type: "SliderSpaceTrajectorySampler", pos: [380, 40], w: { prompts: "a photo of a dog",
-        trajectories: 64, steps: 20, batch_size: 4, keep_steps: "every k-th step", keep_every: 5 } },
-      { id: "embed", type: "SliderSpaceClipEmbed", pos: [760, 40], w: { batch_size: 16 } },
-      { id: "pca", type: "SliderSpacePCADecompose", pos: [760, 260], w: { n_components: 16 } },
-      { id: "scree", type: "PreviewImage", pos: [1080, 40] },
-      { id: "train", type: "SliderSpaceTrainSliders", pos: [1080, 360], w: { n_sliders: 8, iterations: 500 } },
-      { id: "loss", type: "PreviewImage", pos: [1440, 40] },
-      { id: "save", type: "SliderSpaceSaveSliderBank", pos: [1440, 420], w: { filename_prefix: "sliderspace_bank" } }],
+        trajectories: 64, steps: 20, batch_size: 4, keep_steps: "every k-th step", keep_every: 5,
+        control_after_generate: "fixed" } },
+      { id: "embed", type: "SliderSpaceClipEmbed", pos: [800, 40], w: { batch_size: 16 } },
+      { id: "pca", type: "SliderSpacePCADecompose", pos: [800, 260],
+        w: { n_components: 16, control_after_generate: "fixed" } },
+      { id: "scree", type: "PreviewImage", pos: [1140, 40] },
+      { id: "train", type: "SliderSpaceTrainSliders", pos: [1140, 360],
+        w: { n_sliders: 8, iterations: 500, control_after_generate: "fixed" } },
+      { id: "loss", type: "PreviewImage", pos: [1500, 40] },
+      { id: "save", type: "SliderSpaceSaveSliderBank", pos: [1500, 420], w: { filename_prefix: "sliderspace_bank" } }],
     links: [["ckpt", 0, "traj", "model"], ["ckpt", 1, "traj", "clip"], ["ckpt", 1, "pos", "clip"],
       ["traj", 0, "embed", "trajectories"], ["ckpt", 2, "embed", "vae"], ["cv", 0, "embed", "clip_vision"],
       ["embed", 0, "pca", "embeddings"], ["pca", 1, "scree", "images"],
@@ -131,6 +134,7 @@ export async function fitView(page) {
     const scale = Math.min(W / (x1 - x0 + 40), H / (y1 - y0 + 40), 1.2);
     c.ds.scale = scale;
     c.ds.offset = [L / scale - x0 + (W / scale - (x1 - x0)) / 2, T / scale - y0 + (H / scale - (y1 - y0)) / 2];
+    c.show_info = false; // no FPS / node-count overlay in the thumbnail
     c.setDirty(true, true);
   }, VIEW);
 }
