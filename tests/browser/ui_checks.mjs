@@ -126,13 +126,12 @@ try {
   w.randomized = await sliderState(page);
   w.randomized_sent = await scalesSent(page);
 
-  // Editing the scales text moves the sliders.
+  // Typing into the scales text box moves the sliders.
   await page.evaluate((id) => {
-    const node = window.app.graph.getNodeById(id);
-    const sw = node.widgets.find((x) => x.name === "scales");
-    sw.value = "1:-2, 3:0.5";
-    sw.callback?.(sw.value);
+    const sw = window.app.graph.getNodeById(id).widgets.find((x) => x.name === "scales");
+    sw.inputEl.setAttribute("data-test", "sliderspace-scales");
   }, await applyNode(page));
+  await page.locator("[data-test=sliderspace-scales]").fill("1:-2, 3:0.5");
   w.from_text = await sliderState(page);
 
   // Choosing another bank on Load Slider Bank redraws the widget with that bank's sliders.
