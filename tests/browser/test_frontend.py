@@ -17,7 +17,7 @@ VANILLA = ("violates the following Content Security Policy directive", "Failed t
 
 
 @pytest.fixture(scope="module")
-def report(comfy_server, browser_tools) -> dict:
+def report(browser_tools, comfy_server) -> dict:
     return run_node("ui_checks.mjs", comfy_server.url, str(ARTIFACTS / "browser"), BANK_SMALL,
                     str(WORKFLOW_DIR / "sliderspace_apply.json"), *map(str, example_workflows()))
 

@@ -59,6 +59,6 @@ def run_node(script: str, *args: str, timeout: float = 300) -> dict:
 
 
 @pytest.fixture(scope="session")
-def api_prompts(comfy_server, browser_tools) -> dict:
+def api_prompts(browser_tools, comfy_server) -> dict:
     """Every example workflow converted to the API format by the real frontend: file name → prompt etc."""
     return run_node("convert.mjs", comfy_server.url, *map(str, example_workflows()))
