@@ -6,7 +6,10 @@ from .apply import ApplySliderBank, RandomSparseSliders
 from .bank_nodes import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
 from .discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
 from .explore import DiversityScore, LabelBank, SliderGrid
+from .routes import register_with_server
 from .training import TrainSliders
+
+register_with_server()  # the slider-bank widget's routes; a no-op without a running server
 
 
 class SliderSpaceExtension(ComfyExtension):

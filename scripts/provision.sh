@@ -54,4 +54,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" -r "$ROOT/requirements-test.txt" -r "$COMFYUI_PATH/requirements.txt"
   echo "$want" > "$stamp"
 fi
+bash "$ROOT/scripts/provision_browser.sh"   # chromium + playwright-core for tests/e2e and tests/browser
 log "ready: venv $VENV, ComfyUI $COMFYUI_PATH"

@@ -29,7 +29,8 @@ from .errors import InputError
 from .safefile import read_header, sanitize_name, write_safetensors
 
 __all__ = ["FORMAT_VERSION", "Slider", "BankMeta", "SliderBank", "family_group", "check_bank",
-           "check_bank_fits", "save_bank", "load_bank", "parse_scales", "fingerprint_state", "sanitize_name"]
+           "check_bank_fits", "save_bank", "load_bank", "read_bank_info", "parse_scales", "fingerprint_state",
+           "sanitize_name"]
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "sliderspace.slider_bank"
@@ -223,6 +224,29 @@ def _sliders_from(doc: dict, tensors: dict[str, torch.Tensor], name: str,
                               direction=direction, variance=float(spec.get("variance", 0.0)),
                               alignment=None if alignment is None else float(alignment)))
     return sliders, seen
+
+
+def read_bank_info(path: str, input_name: str = "file") -> dict:
+    """What a bank file says about itself, from its safetensors header only (no tensor is read).
+
+    Returns ``{"n_sliders", "labels", "family", "encoder_id", "prompts", "format_version"}``; what the
+    slider-bank widget needs to draw one labelled slider per direction.
+    """
+    name = os.path.basename(path)
+    meta = read_header(path, input_name).get("__metadata__") or {}
+    if meta.get("format") != FORMAT_NAME:
+        raise InputError(input_name, f"{name!r} is not a SliderSpace slider bank.",
+                         "choose a bank saved by Save Slider Bank.")
+    try:
+        doc = json.loads(meta["bank"])
+        sliders = [dict(s) for s in doc["sliders"]]
+        return {"n_sliders": len(sliders), "labels": [str(s.get("label", "")) for s in sliders],
+                "family": str(doc.get("family", "")), "encoder_id": str(doc.get("encoder_id", "")),
+                "prompts": [str(p) for p in doc.get("prompts", [])],
+                "format_version": int(meta.get("format_version", 0))}
+    except (KeyError, ValueError, TypeError) as e:
+        raise InputError(input_name, f"{name!r} has damaged bank metadata ({type(e).__name__}: {e}).",
+                         "save the bank again with Save Slider Bank.") from None
 
 
 def load_bank(path: str, input_name: str = "file") -> SliderBank:

@@ -54,14 +54,16 @@ def read_header(path: str, input_name: str = "file") -> dict:
         raise InputError(input_name, f"{name!r} does not exist.", "choose an existing file and refresh.")
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        head = f.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+        # A safetensors header length can start with byte 0x80 too (a header of 128 + 256k bytes), so a
+        # pickle is recognised only when the file does not continue like a safetensors header ('{' at 8).
+        if (head[:2] == b"PK" or head[:1] == b"\x80") and head[8:9] != b"{":
             raise InputError(input_name, f"{name!r} is a pickle/PyTorch checkpoint; SliderSpace never "
                              "unpickles files (they can run code).", "use a .safetensors file.")
         if len(head) < 8:
             raise InputError(input_name, f"{name!r} is empty or truncated ({size} bytes).", CUT_SHORT)
-        n = struct.unpack("<Q", head)[0]
-        if n > MAX_HEADER or f.read(1) not in (b"{", b""):
+        n = struct.unpack("<Q", head[:8])[0]
+        if n > MAX_HEADER or head[8:9] not in (b"{", b""):
             raise InputError(input_name, f"{name!r} is not a safetensors file.",
                              "choose a .safetensors file.")
         if n > size - 8:

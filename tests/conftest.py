@@ -22,3 +22,7 @@ def require_host(what: str) -> None:
     if os.environ.get("SLIDERSPACE_REQUIRE_HOSTS") == "1" or os.environ.get("CI") == "true":
         pytest.fail(msg, pytrace=False)
     pytest.skip(msg)
+
+
+# Session fixtures of the live tiers (one server shared by tests/e2e and tests/browser).
+from tests.live.fixtures import api_prompts, browser_tools, comfy_server  # noqa: E402, F401

@@ -1,0 +1,36 @@
+"""Regenerate example_workflows/*.json and their thumbnails with the real frontend in headless chromium.
+
+Starts a throwaway ComfyUI server (the test host, tiny generated models under the names the workflows
+use), then runs tests/browser/make_workflows.mjs. Usage: ``.venv/bin/python scripts/make_example_workflows.py``
+(after ``bash scripts/provision.sh``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import comfyui_path  # noqa: E402
+from tests.live import server  # noqa: E402
+
+
+def main() -> None:
+    host = comfyui_path()
+    if host is None:
+        sys.exit("no ComfyUI test host: run scripts/provision.sh first")
+    with tempfile.TemporaryDirectory() as tmp:
+        s = server.start(host, pathlib.Path(tmp) / "base", ROOT / "artifacts" / "make_workflows")
+        try:
+            subprocess.run(["node", "make_workflows.mjs", s.url, str(ROOT / "example_workflows")],
+                           cwd=ROOT / "tests" / "browser", check=True)
+        finally:
+            s.stop()
+
+
+if __name__ == "__main__":
+    main()

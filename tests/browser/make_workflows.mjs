@@ -1,0 +1,157 @@
+// Builds the example workflows with the real frontend (nodes created and linked as a user would) and
+// writes each as UI-format JSON plus a same-name thumbnail (a screenshot of the loaded graph).
+// Run through scripts/make_example_workflows.py, which starts the server this needs.
+//   node make_workflows.mjs <server url> <example_workflows dir>
+import fs from "node:fs";
+import path from "node:path";
+import { launch, loadWorkflow, openApp } from "./lib.mjs";
+
+const VIEW = { x: 70, y: 90, width: 1520, height: 900 }; // the thumbnail: the canvas below the bars
+const CKPT = "v1-5-pruned-emaonly.safetensors";
+const CLIP_VISION = "clip_vision_vit_l14.safetensors";
+const BANK = "sliderspace_bank_00001.safetensors";
+const NEG = "blurry, low quality";
+
+const ckpt = (x = 20, y = 200) => ({ id: "ckpt", type: "CheckpointLoaderSimple", pos: [x, y], w: { ckpt_name: CKPT } });
+const cv = (x, y) => ({ id: "cv", type: "CLIPVisionLoader", pos: [x, y], w: { clip_name: CLIP_VISION } });
+const bank = (x, y) => ({ id: "bank", type: "SliderSpaceLoadSliderBank", pos: [x, y], w: { file: BANK } });
+const text = (id, x, y, t) => ({ id, type: "CLIPTextEncode", pos: [x, y], w: { text: t }, title: id === "neg" ? "Negative" : "Positive" });
+
+// Each node: id, type, pos, w (widget values by name); links: [from id, output slot, to id, input name].
+const WORKFLOWS = {
+  sliderspace_discover: {
+    nodes: [ckpt(20, 120), cv(20, 420),
+      text("pos", 380, 560, "a photo of a dog"),
+      { id: "traj", type: "SliderSpaceTrajectorySampler", pos: [380, 40], w: { prompts: "a photo of a dog",
+        trajectories: 64, steps: 20, batch_size: 4, keep_steps: "every k-th step", keep_every: 5,
+        control_after_generate: "fixed" } },
+      { id: "embed", type: "SliderSpaceClipEmbed", pos: [800, 40], w: { batch_size: 16 } },
+      { id: "pca", type: "SliderSpacePCADecompose", pos: [800, 260],
+        w: { n_components: 16, control_after_generate: "fixed" } },
+      { id: "scree", type: "PreviewImage", pos: [1140, 40] },
+      { id: "train", type: "SliderSpaceTrainSliders", pos: [1140, 360],
+        w: { n_sliders: 8, iterations: 500, control_after_generate: "fixed" } },
+      { id: "loss", type: "PreviewImage", pos: [1500, 40] },
+      { id: "save", type: "SliderSpaceSaveSliderBank", pos: [1500, 420], w: { filename_prefix: "sliderspace_bank" } }],
+    links: [["ckpt", 0, "traj", "model"], ["ckpt", 1, "traj", "clip"], ["ckpt", 1, "pos", "clip"],
+      ["traj", 0, "embed", "trajectories"], ["ckpt", 2, "embed", "vae"], ["cv", 0, "embed", "clip_vision"],
+      ["embed", 0, "pca", "embeddings"], ["pca", 1, "scree", "images"],
+      ["ckpt", 0, "train", "model"], ["ckpt", 2, "train", "vae"], ["cv", 0, "train", "clip_vision"],
+      ["pos", 0, "train", "positive"], ["pca", 0, "train", "basis"], ["traj", 0, "train", "trajectories"],
+      ["train", 1, "loss", "images"], ["train", 0, "save", "bank"]],
+  },
+  sliderspace_apply: {
+    nodes: [ckpt(20, 80), bank(20, 300),
+      { id: "apply", type: "SliderSpaceApplySliderBank", pos: [380, 40], w: { scales: "0:1.5", start_percent: 0.2 } },
+      text("pos", 380, 400, "a photo of a dog"), text("neg", 380, 660, NEG),
+      { id: "latent", type: "EmptyLatentImage", pos: [380, 920], w: { width: 512, height: 512, batch_size: 1 } },
+      { id: "ks", type: "KSampler", pos: [800, 40], w: { seed: 0, control_after_generate: "fixed", steps: 20 } },
+      { id: "dec", type: "VAEDecode", pos: [1140, 40] },
+      { id: "out", type: "SaveImage", pos: [1140, 160], w: { filename_prefix: "sliderspace_apply" } }],
+    links: [["ckpt", 0, "apply", "model"], ["bank", 0, "apply", "bank"], ["ckpt", 1, "pos", "clip"],
+      ["ckpt", 1, "neg", "clip"], ["apply", 0, "ks", "model"], ["pos", 0, "ks", "positive"],
+      ["neg", 0, "ks", "negative"], ["latent", 0, "ks", "latent_image"], ["ks", 0, "dec", "samples"],
+      ["ckpt", 2, "dec", "vae"], ["dec", 0, "out", "images"]],
+  },
+  sliderspace_sparse_diversity: {
+    nodes: [ckpt(20, 100), bank(20, 320), cv(20, 460),
+      text("pos", 380, 400, "a photo of a dog"), text("neg", 380, 660, NEG),
+      { id: "latent", type: "EmptyLatentImage", pos: [380, 920], w: { width: 512, height: 512, batch_size: 4 } },
+      { id: "sparse", type: "SliderSpaceRandomSparseSliders", pos: [380, 40],
+        w: { seed: 0, control_after_generate: "fixed", k: 3, batch_size: 4 } },
+      { id: "ks_sparse", type: "KSampler", pos: [800, 40], w: { seed: 0, control_after_generate: "fixed" },
+        title: "KSampler (random sparse sliders)" },
+      { id: "ks_plain", type: "KSampler", pos: [800, 600], w: { seed: 0, control_after_generate: "fixed" },
+        title: "KSampler (plain seeds)" },
+      { id: "dec_sparse", type: "VAEDecode", pos: [1140, 40] }, { id: "dec_plain", type: "VAEDecode", pos: [1140, 600] },
+      { id: "save_sparse", type: "SaveImage", pos: [1400, 40], w: { filename_prefix: "sliderspace_sparse" } },
+      { id: "save_plain", type: "SaveImage", pos: [1400, 600], w: { filename_prefix: "sliderspace_plain" } },
+      { id: "div_sparse", type: "SliderSpaceDiversityScore", pos: [1140, 180], title: "Diversity (sparse sliders)" },
+      { id: "div_plain", type: "SliderSpaceDiversityScore", pos: [1140, 740], title: "Diversity (plain seeds)" }],
+    links: [["ckpt", 0, "sparse", "model"], ["bank", 0, "sparse", "bank"], ["ckpt", 1, "pos", "clip"],
+      ["ckpt", 1, "neg", "clip"],
+      ["sparse", 0, "ks_sparse", "model"], ["pos", 0, "ks_sparse", "positive"], ["neg", 0, "ks_sparse", "negative"],
+      ["latent", 0, "ks_sparse", "latent_image"], ["ks_sparse", 0, "dec_sparse", "samples"],
+      ["ckpt", 2, "dec_sparse", "vae"], ["dec_sparse", 0, "save_sparse", "images"],
+      ["dec_sparse", 0, "div_sparse", "images"], ["cv", 0, "div_sparse", "clip_vision"],
+      ["ckpt", 0, "ks_plain", "model"], ["pos", 0, "ks_plain", "positive"], ["neg", 0, "ks_plain", "negative"],
+      ["latent", 0, "ks_plain", "latent_image"], ["ks_plain", 0, "dec_plain", "samples"],
+      ["ckpt", 2, "dec_plain", "vae"], ["dec_plain", 0, "save_plain", "images"],
+      ["dec_plain", 0, "div_plain", "images"], ["cv", 0, "div_plain", "clip_vision"]],
+  },
+  sliderspace_grid: {
+    nodes: [ckpt(20, 80), bank(20, 300),
+      text("pos", 380, 40, "a photo of a dog"), text("neg", 380, 300, NEG),
+      { id: "grid", type: "SliderSpaceSliderGrid", pos: [800, 40],
+        w: { sliders: "0-3", scales: "-2, -1, 0, 1, 2", seed: 0, control_after_generate: "fixed" } },
+      { id: "out", type: "SaveImage", pos: [1180, 40], w: { filename_prefix: "sliderspace_grid" } }],
+    links: [["ckpt", 0, "grid", "model"], ["ckpt", 2, "grid", "vae"], ["bank", 0, "grid", "bank"],
+      ["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"], ["pos", 0, "grid", "positive"],
+      ["neg", 0, "grid", "negative"], ["grid", 0, "out", "images"]],
+  },
+};
+
+async function build(page, spec) {
+  return page.evaluate((spec) => {
+    const { app, LiteGraph } = window;
+    app.graph.clear();
+    const made = {};
+    for (const n of spec.nodes) {
+      const node = LiteGraph.createNode(n.type);
+      if (!node) throw new Error(`unknown node type ${n.type}`);
+      node.pos = n.pos;
+      if (n.title) node.title = n.title;
+      app.graph.add(node);
+      for (const [name, value] of Object.entries(n.w || {})) {
+        const w = node.widgets?.find((x) => x.name === name);
+        if (!w) throw new Error(`${n.type} has no widget ${name}`);
+        w.value = value;
+      }
+      made[n.id] = node;
+    }
+    for (const [from, slot, to, input] of spec.links) {
+      const dst = made[to];
+      const idx = dst.findInputSlot(input);
+      if (idx < 0) throw new Error(`${dst.type} has no input ${input}`);
+      if (!made[from].connect(slot, dst, idx)) throw new Error(`cannot link ${from}:${slot} -> ${to}.${input}`);
+    }
+    return app.graph.serialize();
+  }, spec);
+}
+
+/** Scale and centre the canvas so that every node is visible. */
+export async function fitView(page) {
+  await page.evaluate((VIEW) => {
+    const { app } = window;
+    const c = app.canvas;
+    let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const n of app.graph.nodes) {
+      x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 30);
+      x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+    }
+    const [L, T] = [VIEW.x, VIEW.y]; // leave the side bar and the top bar out
+    const [W, H] = [VIEW.width, VIEW.height];
+    const scale = Math.min(W / (x1 - x0 + 40), H / (y1 - y0 + 40), 1.2);
+    c.ds.scale = scale;
+    c.ds.offset = [L / scale - x0 + (W / scale - (x1 - x0)) / 2, T / scale - y0 + (H / scale - (y1 - y0)) / 2];
+    c.show_info = false; // no FPS / node-count overlay in the thumbnail
+    c.setDirty(true, true);
+  }, VIEW);
+}
+
+const [url, outDir] = process.argv.slice(2);
+const browser = await launch();
+try {
+  const { page } = await openApp(browser, url, { width: 1600, height: 1000 });
+  for (const [name, spec] of Object.entries(WORKFLOWS)) {
+    const wf = await build(page, spec);
+    fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(wf, null, 2) + "\n");
+    await loadWorkflow(page, wf); // thumbnail: the workflow as it opens, fitted to the view
+    await fitView(page);
+    await page.waitForTimeout(800);
+    await page.screenshot({ path: path.join(outDir, `${name}.jpg`), type: "jpeg", quality: 80, clip: VIEW });
+    console.log(`wrote ${name}.json and ${name}.jpg`);
+  }
+} finally {
+  await browser.close();
+}

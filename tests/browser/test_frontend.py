@@ -1,0 +1,124 @@
+"""The real ComfyUI frontend in headless Debian chromium (playwright-core): node library, example workflows,
+the slider-bank widget, and a screenshot of it (artifacts/browser/widget.png).
+
+tests/browser/ui_checks.mjs drives the browser and reports what it saw; the assertions are here.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.live.fixtures import ARTIFACTS, WORKFLOW_DIR, example_workflows, run_node
+from tests.live.models import BANK, BANK_SMALL
+
+# Console lines a vanilla frontend also logs offline: its registry look-ups (blocked by its own CSP; the
+# test machine is offline), 404s for optional user files, and whatever the baseline page load logged.
+VANILLA = ("violates the following Content Security Policy directive", "Failed to load resource")
+
+
+@pytest.fixture(scope="module")
+def report(browser_tools, comfy_server) -> dict:
+    return run_node("ui_checks.mjs", comfy_server.url, str(ARTIFACTS / "browser"), BANK_SMALL,
+                    str(WORKFLOW_DIR / "sliderspace_apply.json"), *map(str, example_workflows()))
+
+
+@pytest.fixture(scope="module")
+def bank_info(comfy_server) -> dict:
+    status, info = comfy_server.get(f"/sliderspace/bank_info?name={BANK}")
+    assert status == 200, info
+    return info
+
+
+def new_errors(errors: list[str], baseline: list[str]) -> list[str]:
+    return [e for e in errors if e not in baseline and not any(v in e for v in VANILLA)]
+
+
+def test_pack_nodes_are_in_the_node_library(report, comfy_server):
+    _, info = comfy_server.get("/object_info")
+    pack = {k: v for k, v in info.items() if v.get("category") == "SliderSpace"}
+    assert len(pack) >= 13
+    assert set(pack) <= set(report["registered"])
+    assert "SliderSpace" in report["library_text"]
+    missing = [v["display_name"] for v in pack.values() if v["display_name"] not in report["library_text"]]
+    assert not missing, f"not shown in the node library: {missing}"
+
+
+def test_the_widget_script_is_served_once(comfy_server):
+    _, files = comfy_server.get("/extensions")
+    assert len([f for f in files if f.endswith("/sliderspace.js")]) == 1, files
+
+
+def test_the_page_loads_without_pack_errors(report):
+    pack_errors = [e for e in report["baseline_console_errors"] if "sliderspace" in e.lower() and
+                   not any(v in e for v in VANILLA)]
+    assert not pack_errors, pack_errors
+
+
+@pytest.mark.parametrize("name", [p.name for p in example_workflows()])
+def test_example_workflow_loads_cleanly(report, name):
+    facts = report["workflows"][name]
+    assert facts["nodes"] > 0
+    assert not facts["missing"], f"missing node types: {facts['missing']}"
+    assert not facts["mismatched"], f"widget values changed on load: {facts['mismatched']}"
+    assert not facts["dialogs"], facts["dialogs"]
+    errors = new_errors(facts["console_errors"], report["baseline_console_errors"])
+    assert not errors, errors
+
+
+def test_widget_shows_one_labelled_slider_per_direction(report, bank_info):
+    w = report["widget"]
+    n = bank_info["n_sliders"]
+    assert n == 4
+    assert len(w["initial"]["values"]) == len(w["initial"]["labels"]) == n
+    assert w["initial"]["labels"] == bank_info["labels"]
+    # The workflow's scales text ("0:1.5") is what the sliders start from, and what is sent.
+    assert w["initial"]["values"] == [1.5, 0, 0, 0]
+    assert w["initial_sent"]["scales"] == "0:1.5"
+
+
+def test_moving_a_slider_changes_the_scales_sent_to_prompt(report):
+    w = report["widget"]
+    moved = w["moved"]["values"]
+    assert moved[2] != 0 and moved[:2] == [1.5, 0] and moved[3] == 0
+    assert w["moved_sent"]["scales"] == f"0:1.5, 2:{moved[2]:g}"
+    assert w["moved_sent"]["workflowProps"]["values"] == moved  # the values travel in the workflow JSON
+
+
+def test_labels_are_editable_and_persist(report):
+    w = report["widget"]
+    assert w["edited_props"]["labels"][1] == "older (edited)"
+    assert w["reloaded"]["labels"][1] == "older (edited)"
+    assert w["reloaded"]["values"] == w["moved"]["values"]
+    assert w["reloaded_sent"]["scales"] == w["moved_sent"]["scales"]
+
+
+def test_reset_and_randomize(report):
+    w = report["widget"]
+    assert w["reset"]["values"] == [0, 0, 0, 0] and w["reset_sent"]["scales"] == ""
+    rnd = w["randomized"]["values"]
+    assert all(-2 <= v <= 2 for v in rnd) and any(v != 0 for v in rnd)
+    want = ", ".join(f"{i}:{v:g}" for i, v in enumerate(rnd) if v != 0)
+    assert w["randomized_sent"]["scales"] == want
+
+
+def test_choosing_another_bank_redraws_its_sliders(report, comfy_server):
+    status, info = comfy_server.get(f"/sliderspace/bank_info?name={BANK_SMALL}")
+    assert status == 200 and info["n_sliders"] == 2
+    w = report["widget"]
+    assert w["switched"]["labels"] == info["labels"]
+    assert len(w["switched"]["values"]) == 2
+    # The values that fit the new bank are kept (the text said "1:-2, 3:0.5"; slider 3 no longer exists).
+    assert w["switched"]["values"] == [0, -2] and w["switched_sent"]["scales"] == "1:-2"
+
+
+def test_editing_the_scales_text_moves_the_sliders(report):
+    assert report["widget"]["from_text"]["values"] == [0, -2, 0, 0.5]
+
+
+def test_widget_screenshot_is_written(report):
+    from PIL import Image
+
+    with Image.open(report["widget"]["screenshot"]) as im:
+        assert im.width > 200 and im.height > 150
+    errors = [e for e in report["widget"]["console_errors"] if not any(v in e for v in VANILLA)]
+    assert not errors, errors

@@ -1,0 +1,153 @@
+// Collects facts about the pack in the real frontend; tests/browser/test_frontend.py asserts on them.
+//   node ui_checks.mjs <server url> <artifact dir> <another bank file> <apply workflow> <workflow.json>...
+// Prints one JSON object: library, workflows (per file: new console errors, missing node types, widget
+// values that did not survive loading), widget (sliders, labels, prompts after moving / reset / randomize,
+// persistence), screenshot path.
+import fs from "node:fs";
+import path from "node:path";
+import { capturePrompt, launch, loadWorkflow, openApp } from "./lib.mjs";
+
+const [url, artifactDir, otherBank, applyFile, ...files] = process.argv.slice(2);
+const report = { workflows: {} };
+
+async function applyNode(page) {
+  return page.evaluate(() => window.app.graph.nodes.find((n) => n.type === "SliderSpaceApplySliderBank")?.id);
+}
+
+async function scalesSent(page) {
+  const body = await capturePrompt(page);
+  const [id] = Object.entries(body.prompt).find(([, n]) => n.class_type === "SliderSpaceApplySliderBank");
+  return { scales: body.prompt[id].inputs.scales, workflowProps: body.extra_data?.extra_pnginfo?.workflow?.nodes
+    ?.find((n) => String(n.id) === id)?.properties?.sliderspace ?? null };
+}
+
+async function sliderState(page) {
+  return page.evaluate(() => ({
+    values: [...document.querySelectorAll(".sliderspace-slider")].map((e) => Number(e.value)),
+    labels: [...document.querySelectorAll(".sliderspace-label")].map((e) => e.value),
+    shown: [...document.querySelectorAll(".sliderspace-value")].map((e) => e.textContent),
+  }));
+}
+
+/** Put the Apply node at the top left of the view at 100 % and return its screen rectangle. */
+async function focusApply(page) {
+  return page.evaluate(() => {
+    const { app } = window;
+    const node = app.graph.nodes.find((n) => n.type === "SliderSpaceApplySliderBank");
+    const c = app.canvas;
+    c.ds.scale = 1;
+    c.ds.offset = [-node.pos[0] + 120, -node.pos[1] + 140];
+    c.setDirty(true, true);
+    const r = c.canvas.getBoundingClientRect();
+    const [x, y] = c.ds.convertOffsetToCanvas(node.pos);
+    return { x: r.left + x - 10, y: r.top + y - 40, width: node.size[0] + 20, height: node.size[1] + 50 };
+  });
+}
+
+const browser = await launch();
+try {
+  const { page, log } = await openApp(browser, url);
+  report.baseline_console_errors = [...log];
+
+  // 1. The node library lists the pack's nodes (opened and expanded as a user would).
+  await page.evaluate(() => window.app.extensionManager.sidebarTab.toggleSidebarTab("node-library"));
+  await page.getByText("SliderSpace", { exact: true }).first().click();
+  await page.waitForTimeout(800);
+  report.library_text = await page.evaluate(() => document.body.innerText);
+  report.registered = await page.evaluate(() => Object.keys(window.LiteGraph.registered_node_types)
+    .filter((k) => k.startsWith("SliderSpace")));
+  await page.evaluate(() => window.app.extensionManager.sidebarTab.toggleSidebarTab("node-library"));
+
+  // 2. Every example workflow loads with no missing node type, no widget shift and no new console error.
+  for (const file of files) {
+    const wf = JSON.parse(fs.readFileSync(file, "utf8"));
+    const start = log.length;
+    await loadWorkflow(page, wf);
+    const facts = await page.evaluate((wf) => {
+      const { app, LiteGraph } = window;
+      const missing = app.graph.nodes.filter((n) => !LiteGraph.registered_node_types[n.type] || n.has_errors)
+        .map((n) => n.type);
+      const now = app.graph.serialize();
+      const mismatched = [];
+      for (const n of wf.nodes) {
+        const m = now.nodes.find((x) => x.id === n.id);
+        if (!m) { mismatched.push(`${n.type} #${n.id} vanished`); continue; }
+        if (JSON.stringify(m.widgets_values ?? []) !== JSON.stringify(n.widgets_values ?? [])) {
+          mismatched.push(`${n.type} #${n.id}: ${JSON.stringify(n.widgets_values)} -> ${JSON.stringify(m.widgets_values)}`);
+        }
+      }
+      const dialogs = [...document.querySelectorAll(".p-dialog")].map((d) => d.innerText.slice(0, 300));
+      return { missing, mismatched, dialogs, nodes: app.graph.nodes.length };
+    }, wf);
+    report.workflows[path.basename(file)] = { ...facts, console_errors: log.slice(start) };
+  }
+
+  // 3. The slider-bank widget on Apply Slider Bank fed by Load Slider Bank.
+  const w = (report.widget = {});
+  await loadWorkflow(page, JSON.parse(fs.readFileSync(applyFile, "utf8")));
+  await page.waitForSelector(".sliderspace-slider", { timeout: 15000 });
+  const rect = await focusApply(page);
+  await page.waitForTimeout(500);
+  w.initial = await sliderState(page);
+  w.initial_sent = await scalesSent(page);
+
+  // Move slider 2 with the mouse (a click at 3/4 of its track), then one keyboard step to the right.
+  const s2 = page.locator(".sliderspace-slider").nth(2);
+  const box = await s2.boundingBox();
+  await page.mouse.click(box.x + box.width * 0.75, box.y + box.height / 2);
+  await s2.press("ArrowRight");
+  w.moved = await sliderState(page);
+  w.moved_sent = await scalesSent(page);
+
+  // Edit a label; it must persist in the workflow.
+  const l1 = page.locator(".sliderspace-label").nth(1);
+  await l1.fill("older (edited)");
+  await l1.press("Enter");
+  await l1.blur();
+  w.edited_props = await page.evaluate((id) => window.app.graph.getNodeById(id).properties.sliderspace,
+    await applyNode(page));
+  fs.mkdirSync(artifactDir, { recursive: true });
+  w.screenshot = path.join(artifactDir, "widget.png");
+  await page.screenshot({ path: w.screenshot, clip: rect });
+
+  // The state survives saving and re-opening the workflow.
+  const saved = await page.evaluate(() => window.app.graph.serialize());
+  await loadWorkflow(page, JSON.parse(fs.readFileSync(files[0], "utf8")));
+  await loadWorkflow(page, saved);
+  await page.waitForSelector(".sliderspace-slider", { timeout: 15000 });
+  await page.waitForTimeout(500);
+  w.reloaded = await sliderState(page);
+  w.reloaded_sent = await scalesSent(page);
+
+  await page.locator(".sliderspace-reset").click();
+  w.reset = await sliderState(page);
+  w.reset_sent = await scalesSent(page);
+  await page.locator(".sliderspace-randomize").click();
+  w.randomized = await sliderState(page);
+  w.randomized_sent = await scalesSent(page);
+
+  // Typing into the scales text box moves the sliders.
+  await page.evaluate((id) => {
+    const sw = window.app.graph.getNodeById(id).widgets.find((x) => x.name === "scales");
+    sw.inputEl.setAttribute("data-test", "sliderspace-scales");
+  }, await applyNode(page));
+  await page.locator("[data-test=sliderspace-scales]").fill("1:-2, 3:0.5");
+  w.from_text = await sliderState(page);
+
+  // Choosing another bank on Load Slider Bank redraws the widget with that bank's sliders.
+  await page.evaluate((name) => {
+    const load = window.app.graph.nodes.find((n) => n.type === "SliderSpaceLoadSliderBank");
+    const fw = load.widgets.find((x) => x.name === "file");
+    fw.value = name;
+    fw.callback?.(name);
+    window.app.canvas.setDirty(true, true);
+  }, otherBank);
+  await page.waitForFunction((n) => document.querySelectorAll(".sliderspace-slider").length === n, 2,
+    { timeout: 10000 }).catch(() => {});
+  w.switched = await sliderState(page);
+  w.switched_sent = await scalesSent(page);
+  w.console_errors = log.filter((e) => /sliderspace/i.test(e));
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report) + "\n");

@@ -1,0 +1,123 @@
+"""Every example workflow on a real ComfyUI server: converted by the real frontend, queued over HTTP, done.
+
+The prompts are exactly what the frontend builds from the UI-format files. To keep CI at a few minutes on
+CPU, this test then shrinks counts in the converted prompt (trajectories, steps, iterations, components,
+resolution; see SHRINK) — the graph, the links and every other input stay as the frontend built them.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+
+from tests.live.fixtures import example_workflows
+from tests.live.models import BANK, BANKS, CHECKPOINT, CLIP_VISION
+
+SHRINK: dict[str, dict] = {
+    "SliderSpaceTrajectorySampler": {"trajectories": 5, "steps": 3, "width": 64, "height": 64, "batch_size": 5,
+                                     "keep_steps": "final only"},
+    "SliderSpacePCADecompose": {"n_components": 3},
+    "SliderSpaceTrainSliders": {"n_sliders": 1, "iterations": 2, "sliders_per_step": 1},
+    "SliderSpaceSliderGrid": {"steps": 2, "width": 64, "height": 64, "sliders": "0-1", "scales": "-1, 0, 1"},
+    "KSampler": {"steps": 2},
+    "EmptyLatentImage": {"width": 64, "height": 64},
+}
+NAMES = [p.name for p in example_workflows()]
+
+
+def shrink(prompt: dict) -> dict:
+    out = copy.deepcopy(prompt)
+    for node in out.values():
+        for k, v in SHRINK.get(node["class_type"], {}).items():
+            assert k in node["inputs"], f"{node['class_type']} has no input {k} (SHRINK is stale)"
+            node["inputs"][k] = v
+    return out
+
+
+def of_type(prompt: dict, class_type: str) -> list[str]:
+    return [i for i, n in prompt.items() if n["class_type"] == class_type]
+
+
+def test_there_are_the_four_example_workflows():
+    assert {"sliderspace_discover.json", "sliderspace_apply.json", "sliderspace_sparse_diversity.json",
+            "sliderspace_grid.json"} <= set(NAMES)
+    for p in example_workflows():
+        assert p.with_suffix(".jpg").is_file(), f"{p.name} has no same-name thumbnail"
+
+
+def test_server_offers_the_workflows_as_templates(comfy_server):
+    status, templates = comfy_server.get("/api/workflow_templates")
+    assert status == 200
+    assert sorted(templates.get("comfyui-sliderspace", [])) == sorted(p.stem for p in example_workflows())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_frontend_converts_with_the_documented_file_names(api_prompts, name):
+    prompt = api_prompts[name]["prompt"]
+    assert prompt, f"{name}: the frontend produced an empty prompt"
+    for i in of_type(prompt, "CheckpointLoaderSimple"):
+        assert prompt[i]["inputs"]["ckpt_name"] == CHECKPOINT
+    for i in of_type(prompt, "CLIPVisionLoader"):
+        assert prompt[i]["inputs"]["clip_name"] == CLIP_VISION
+    for i in of_type(prompt, "SliderSpaceLoadSliderBank"):
+        assert prompt[i]["inputs"]["file"] == BANK
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_workflow_runs(comfy_server, api_prompts, name):
+    prompt = shrink(api_prompts[name]["prompt"])
+    entry = comfy_server.run(prompt, timeout=900)
+    outputs = entry["outputs"]
+    output_nodes = [i for i, n in prompt.items() if n["class_type"] in
+                    ("SaveImage", "PreviewImage", "SliderSpaceDiversityScore")]  # the ones with UI outputs
+    assert output_nodes and set(output_nodes) <= set(outputs), f"{name}: outputs missing: {outputs.keys()}"
+    for i in output_nodes:
+        if prompt[i]["class_type"] in ("SaveImage", "PreviewImage"):
+            images = outputs[i]["images"]
+            assert images, f"{name}: node {i} produced no image"
+            for im in images:
+                folder = {"output": "output", "temp": "temp"}[im["type"]]
+                path = comfy_server.base / folder / im["subfolder"] / im["filename"]
+                assert path.is_file() and path.stat().st_size > 0
+    if name == "sliderspace_discover.json":
+        new = sorted(set(os.listdir(comfy_server.bank_dir)) - set(BANKS))
+        assert new == ["sliderspace_bank_00002.safetensors"], new  # 00001 is the generated bank
+        new = new[0]
+        status, info = comfy_server.get(f"/sliderspace/bank_info?name={new}")
+        assert status == 200 and info["n_sliders"] == SHRINK["SliderSpaceTrainSliders"]["n_sliders"]
+    if name == "sliderspace_sparse_diversity.json":
+        scores = [outputs[i]["text"][0] for i in of_type(prompt, "SliderSpaceDiversityScore")]
+        assert len(scores) == 2 and all("diversity" in s.lower() for s in scores), scores
+
+
+def test_invalid_inputs_get_http_400_naming_the_node(comfy_server, api_prompts):
+    base = api_prompts["sliderspace_apply.json"]["prompt"]
+    cases = [("SliderSpaceApplySliderBank", "start_percent", 5.0),    # above its max
+             ("SliderSpaceApplySliderBank", "multiplier", "lots"),    # not a number
+             ("SliderSpaceApplySliderBank", "bank", None),            # a required input left unconnected
+             ("CheckpointLoaderSimple", "ckpt_name", "missing.safetensors")]
+    for class_type, input_name, value in cases:
+        prompt = copy.deepcopy(base)
+        node_id = of_type(prompt, class_type)[0]
+        if value is None:
+            del prompt[node_id]["inputs"][input_name]
+        else:
+            prompt[node_id]["inputs"][input_name] = value
+        status, body = comfy_server.post("/prompt", {"prompt": prompt})
+        assert status == 400, (class_type, input_name, status, body)
+        assert list(body["node_errors"]) == [node_id], body
+        assert body["node_errors"][node_id]["class_type"] == class_type
+        assert input_name in str(body["node_errors"][node_id]["errors"])
+
+
+def test_a_bank_file_that_is_not_there_fails_naming_node_input_and_fix(comfy_server, api_prompts):
+    """ComfyUI 0.3.75 does not check V3 combo values before running, so the node itself must say it."""
+    prompt = shrink(api_prompts["sliderspace_apply.json"]["prompt"])
+    node_id = of_type(prompt, "SliderSpaceLoadSliderBank")[0]
+    prompt[node_id]["inputs"]["file"] = "no_such_bank.safetensors"
+    with pytest.raises(AssertionError) as e:
+        comfy_server.run(prompt, timeout=300)
+    text = str(e.value)
+    assert "SliderSpace Load Slider Bank" in text and "'file'" in text and "Fix:" in text, text
