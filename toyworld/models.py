@@ -1,7 +1,9 @@
 """The two ToyWorld networks: a conditional pixel-space denoiser and a CLIP-playing image encoder.
 
-``Denoiser``: a small UNet on 32×32 RGB (in [-1, 1]) with EDM preconditioning (σ_data = 0.5) and
-cross-attention over a learned token embedding of the prompt ("a circle" …; the null prompt for
+``Denoiser``: a small UNet on 32×32 RGB (in [-1, 1]) with EDM preconditioning (σ_data = 0.5), two
+coordinate input channels (as DiT's position embedding: a purely convolutional UNet is translation
+equivariant, so no change of its conditioning could move the shape; a first version without them gave
+sliders that never moved x or y), and cross-attention over a learned token embedding of the prompt ("a circle" …; the null prompt for
 classifier-free guidance). Every cross-attention has ``to_k``/``to_v`` as ``nn.Linear`` over the token
 context — the modules SliderSpace's sliders target, and the context is what ELROND differentiates.
 
@@ -94,7 +96,7 @@ class Denoiser(nn.Module):
         self.tokens = nn.Embedding(len(VOCAB), cfg.ctx_dim)
         self.pos = nn.Parameter(torch.zeros(CONTEXT_LEN, cfg.ctx_dim))
         self.t_mlp = nn.Sequential(nn.Linear(32, te), nn.SiLU(), nn.Linear(te, te))
-        self.inp = nn.Conv2d(3, c, 3, padding=1)
+        self.inp = nn.Conv2d(3 + 2, c, 3, padding=1)  # RGB + (x, y) coordinate channels
         att = lambda d: CrossAttention(d, cfg.ctx_dim, cfg.heads, cfg.head_dim)  # noqa: E731
         self.d1, self.down1 = ResBlock(c, c, te), nn.Conv2d(c, c, 3, stride=2, padding=1)
         self.d2, self.a2, self.down2 = ResBlock(c, c2, te), att(c2), nn.Conv2d(c2, c2, 3, stride=2, padding=1)
@@ -112,7 +114,10 @@ class Denoiser(nn.Module):
         freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=x.device) / half)
         ang = c_noise[:, None] * 250.0 * freqs[None]
         t = self.t_mlp(torch.cat([ang.sin(), ang.cos()], dim=1))
-        h0 = self.inp(x)
+        b, _, hh, ww = x.shape
+        ys = torch.linspace(-1, 1, hh, device=x.device, dtype=x.dtype).view(1, 1, hh, 1).expand(b, 1, hh, ww)
+        xs = torch.linspace(-1, 1, ww, device=x.device, dtype=x.dtype).view(1, 1, 1, ww).expand(b, 1, hh, ww)
+        h0 = self.inp(torch.cat([x, xs, ys], 1))
         h1 = self.d1(h0, t)
         h2 = self.a2(self.d2(self.down1(h1), t), ctx)
         h = self.m2(self.am(self.m1(self.down2(h2), t), ctx), t)

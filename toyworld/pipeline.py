@@ -50,7 +50,8 @@ class DiscoveryConfig:
     keep_every: int = 1
     n_sliders: int = 8
     iterations: int = 400
-    lr: float = 2e-3
+    lr: float = 1e-2
+    """5× the reference's 2e-3: ToyWorld has 8 target modules (SDXL 140) and 400 iterations (ref. 3000)."""
     sliders_per_step: int = 3
     bidirectional: bool = True
     seed: int = 0
@@ -186,8 +187,8 @@ def matched_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 EVAL_SEED0 = 10_000_000
 """Evaluation seeds start here: disjoint from every discovery's trajectory seeds."""
-EVAL_SCALE = 2.0
-"""Slider scale at which effects are scored: the end of the paper's ±2 range."""
+EVAL_SCALE = 1.0
+"""Slider scale at which effects are scored: the scale the sliders were trained at (+1)."""
 
 
 @dataclass

@@ -34,7 +34,7 @@ from .world import render, sample_factors, sample_shapes
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 DENOISER_FILE, ENCODER_FILE = "denoiser.safetensors", "encoder.safetensors"
-DENOISER_STEPS, ENCODER_STEPS = 2400, 1500
+DENOISER_STEPS, ENCODER_STEPS = 5000, 1500
 
 
 def _batch(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -141,3 +141,12 @@ def test_prompts_are_the_world_shapes():
     assert tokenize("").tolist() == [0, 0]
     with pytest.raises(ValueError):
         tokenize("a dog")
+
+
+def test_matched_cosines_finds_the_permutation_and_ignores_signs():
+    from toyworld.pipeline import matched_cosines
+
+    q = torch.linalg.qr(torch.randn(16, 3, generator=torch.Generator().manual_seed(0))).Q.T
+    b = torch.stack([-q[2], q[0], q[1]])
+    torch.testing.assert_close(matched_cosines(q, b), torch.ones(3))
+    assert float(matched_cosines(q, torch.stack([q[0], q[1], q[1]])).min()) < 0.01
