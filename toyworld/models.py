@@ -1,11 +1,11 @@
 """The two ToyWorld networks: a conditional pixel-space denoiser and a CLIP-playing image encoder.
 
 ``Denoiser``: a small UNet on 32×32 RGB (in [-1, 1]) with EDM preconditioning (σ_data = 0.5), two
-coordinate input channels (as DiT's position embedding: a purely convolutional UNet is translation
-equivariant, so no change of its conditioning could move the shape; a first version without them gave
-sliders that never moved x or y), and cross-attention over a learned token embedding of the prompt ("a circle" …; the null prompt for
-classifier-free guidance). Every cross-attention has ``to_k``/``to_v`` as ``nn.Linear`` over the token
-context — the modules SliderSpace's sliders target, and the context is what ELROND differentiates.
+coordinate input channels (the role of DiT's position embedding: a purely convolutional UNet is
+translation equivariant, so no change of its prompt conditioning could move the shape at all), and
+cross-attention over a learned token embedding of the prompt ("a circle" …; the null prompt for
+classifier-free guidance). Every cross-attention has ``to_k``/``to_v`` as ``nn.Linear`` over the
+token context — the modules SliderSpace's sliders target, and the context is what ELROND differentiates.
 
 ``Encoder``: a small CNN giving a 64-d embedding (the core L2-normalises it), trained to make the
 world's factors and shape linearly readable; ``head`` is the separate read-out used only for scoring.

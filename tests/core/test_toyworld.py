@@ -68,7 +68,11 @@ def test_shipped_weights_match_the_architecture(file, model):
 
 
 def test_denoiser_denoises_held_out_images():
-    """x̂0 error far below the noisy input's error (σ² per pixel) at every tested σ."""
+    """x̂0 error far below the noisy input's error (σ² per pixel) at every tested σ.
+
+    Measured for the shipped weights: mse / min(σ², var x0) = 0.038, 0.013, 0.070 at σ = 0.1, 0.5, 2; an
+    untrained denoiser gives 1.04, 0.57, 1.03. The bar 0.25 sits between with a > 3× margin each side.
+    """
     den = tw_train.load_denoiser()
     images, shapes, _ = _world(64, 777)
     x0 = images * 2 - 1
@@ -83,6 +87,7 @@ def test_denoiser_denoises_held_out_images():
 
 
 def test_encoder_reads_out_held_out_images():
+    """Measured: shape accuracy 1.000, factor MAE 0.019–0.031 (clean renders); bars 0.97 and 0.06."""
     enc = tw_train.load_encoder()
     images, shapes, factors = _world(512, 778)
     with torch.no_grad():
@@ -123,7 +128,7 @@ def test_host_runs_the_core_pipeline_and_two_training_steps():
     with torch.enable_grad(), adapters.attached(targets):
         res = trainer.run()
     assert len(res.losses) == 2 and all(0 <= v <= 2 for v in res.losses)
-    assert any(float(p.abs().sum()) > 0 for p in adapters.up.values())  # sliders moved
+    assert any(float(p.detach().abs().sum()) > 0 for p in adapters.up.values())  # sliders moved
     assert all(torch.equal(before[k], v) for k, v in host.denoiser.state_dict().items())  # model untouched
     # merged weights at sampling: scale 0 reproduces plain sampling, weights restored bit for bit
     sliders = adapters.export_sliders()
