@@ -221,3 +221,18 @@ def score_sliders(disc: Discovery, top: int = 6, n_seeds: int = 64, scale: float
     eff = slider_effects(disc.host, disc.bank.sliders, idx, scale, seeds, disc.config.steps, start_step)
     dom, pur = purity(eff)
     return SliderScores(idx, eff, [FACTORS[int(d)] for d in dom], pur, scale)
+
+
+@torch.no_grad()
+def component_factors(disc: Discovery, top: int = 6) -> torch.Tensor:
+    """``[top, 5]`` Pearson r between each PCA component's projection and each measured factor.
+
+    Computed on the final x̂0 of the discovery's own trajectories: which world factor (if any) the
+    basis direction itself follows, before any slider is trained.
+    """
+    from sliderspace_core.training import embed
+
+    final = disc.trajectories.x0[:, -1].float()
+    factors = measure_factors(disc.host.decode(final), disc.host.prompt.split()[-1])
+    proj = (embed(disc.host, final) - disc.basis.mean) @ disc.basis.components[:top].T
+    return torch.corrcoef(torch.cat([proj, factors], 1).T)[:top, top:]
