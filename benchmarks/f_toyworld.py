@@ -97,7 +97,8 @@ def f3(quick: bool) -> Result:
             f"{[round(v, 3) for v in cos.tolist()]}; explained-variance ratios "
             f"{[round(v, 3) for v in a.explained_variance_ratio[:4].tolist()]} vs "
             f"{[round(v, 3) for v in b.explained_variance_ratio[:4].tolist()]}. A component whose variance is close "
-            "to the next one's (small eigen-gap) can rotate between runs; 128 trajectories x 16 steps per fit")
+            "to the next one's (small eigen-gap) can rotate between runs; "
+            f"{a.n_samples} embeddings per fit")
     return Result("F3", "ToyWorld: stability, min matched |cos| of top-3 basis vectors, 2 seeds", value,
                   ">= 0.95", check(value, ">= 0.95"), note)
 

@@ -99,7 +99,15 @@ def test_encoder_reads_out_held_out_images():
 
 
 def test_training_is_bitwise_reproducible_from_the_seed():
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the training script does
+    try:
+        _check_reproducible()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_reproducible():
     a = tw_train.train_denoiser(7, steps=2, batch=4, log_every=0).state_dict()
     b = tw_train.train_denoiser(7, steps=2, batch=4, log_every=0).state_dict()
     c = tw_train.train_denoiser(8, steps=2, batch=4, log_every=0).state_dict()
