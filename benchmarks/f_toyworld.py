@@ -66,9 +66,10 @@ def f1(quick: bool) -> Result:
             + f"; factors read from pixels at scale +{s.scale:g} over {s.effects.shape[1]} seeds. PCA components' "
             f"best-correlated factor on final images (r): {_pc_factors(d)}; held-out alignment of sliders 0-5 "
             f"{[round(v, 2) for v in d.alignment[:6].tolist()]}. Why missed (if so): components that follow "
-            "x or y are found by the PCA but their sliders do not learn them (low alignment): a rank-1 edit of "
-            "to_k/to_v over the 2-token prompt context changes only what the prompt says, and this model never "
-            "learned a prompt→position pathway (prompts carry no layout in its training)")
+            "x or y are found by the PCA but their sliders do not learn them (low alignment), so no slider moves "
+            "x or y; targeting every attention linear instead of to_k/to_v does not change that (README). "
+            "Likely cause: the prompt never carries layout in this model's training, so no conditioning or "
+            "attention edit has a learned route to position")
     return Result("F1", "ToyWorld: factors covered by the top-6 sliders' dominant factors (of 5)",
                   s.coverage, ">= 4", check(s.coverage, ">= 4"), note)
 

@@ -73,9 +73,15 @@ class ToyWorldHost:
         return ((latent.float() + 1) / 2).clamp(0, 1)
 
     # ------------------------------------------------------------------ what the pipeline adds
-    def targets(self) -> dict[str, nn.Linear]:
-        """The slider target modules: every cross-attention ``to_k``/``to_v``."""
-        return self.denoiser.cross_attention_kv()
+    def targets(self, kind: str = "cross-attention k/v") -> dict[str, nn.Linear]:
+        """Slider target modules: every cross-attention ``to_k``/``to_v`` (SDXL reference), or with
+        ``"attention q/k/v/out"`` every linear of every attention block (the FLUX reference)."""
+        if kind == "cross-attention k/v":
+            return self.denoiser.cross_attention_kv()
+        if kind == "attention q/k/v/out":
+            return {n: m for n, m in self.denoiser.named_modules()
+                    if n.endswith((".to_q", ".to_k", ".to_v", ".to_out"))}
+        raise ValueError(f"unknown target kind {kind!r}")
 
     def with_prompt(self, prompt: str | None = None, cfg: float | None = None) -> ToyWorldHost:
         """Same networks, another prompt and/or guidance scale."""
@@ -84,7 +90,8 @@ class ToyWorldHost:
     @contextlib.contextmanager
     def merged(self, sliders: Sequence[Slider], scales: Mapping[int, float]) -> Iterator[None]:
         """Within the block the denoiser's weights carry ``Σ scale_i·ΔW_i``; restored exactly after."""
-        mods = self.targets()
+        names = {n for i in scales for n in sliders[i].down}
+        mods = {n: m for n, m in self.denoiser.named_modules() if n in names}
         backup = {n: m.weight.detach().clone() for n, m in mods.items()}
         try:
             with torch.no_grad():

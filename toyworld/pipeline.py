@@ -56,6 +56,8 @@ class DiscoveryConfig:
     bidirectional: bool = True
     seed: int = 0
     """Trajectory seeds are ``seed * 100_000 + i``; slider init and training draw from ``seed``."""
+    targets: str = "cross-attention k/v"
+    """Slider targets: ``cross-attention k/v`` (SDXL reference) or ``attention q/k/v/out`` (FLUX reference)."""
     space: str = "embedding"
     """``embedding`` (the method) or ``pixels`` (ablation: PCA and loss on raw pixels)."""
 
@@ -122,7 +124,7 @@ def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool
     if not train:
         return out
     t0 = time.perf_counter()
-    targets = host.targets()
+    targets = host.targets(cfg.targets)
     shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
     tcfg = TrainConfig(iterations=cfg.iterations, lr=cfg.lr, sliders_per_step=cfg.sliders_per_step,
                        seed=cfg.seed, bidirectional=cfg.bidirectional)

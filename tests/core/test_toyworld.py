@@ -129,6 +129,7 @@ def test_host_runs_the_core_pipeline_and_two_training_steps():
     basis = fit_pca(emb.vectors, 3)
     targets = host.targets()
     assert len(targets) == 8 and all(n.endswith((".to_k", ".to_v")) for n in targets)
+    assert len(host.targets("attention q/k/v/out")) == 16
     adapters = SliderAdapters({n: (m.out_features, m.in_features) for n, m in targets.items()}, 3)
     trainer = SliderTrainer(host, adapters, basis.components, traj.x0[:, -1].float(), karras_sigmas(4)[:-1],
                             TrainConfig(iterations=2, seed=0))
