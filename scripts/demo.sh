@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The demo command: provision (idempotent), then run the headless discovery demo.
+# The demo command: provision (idempotent), then SliderSpace discovery on ToyWorld (a few CPU minutes)
+# → artifacts/demo/slider_grid.png and artifacts/demo/report.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/provision.sh
-export COMFYUI_PATH="${COMFYUI_PATH:-$PWD/.hosts/comfyui}"
 exec .venv/bin/python scripts/demo.py "$@"

@@ -1,0 +1,240 @@
+"""SliderSpace discovery on ToyWorld, through the same core code the nodes use, and its scoring.
+
+:func:`discover` = trajectories → embed → PCA → train one slider per component (core ``SliderTrainer``)
+→ held-out alignment → a core ``SliderBank``. :func:`slider_effects` and :func:`purity` score what each
+slider does to the world's factors, read analytically from pixels (``world.measure_factors``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from sliderspace_core.adapters import SliderAdapters
+from sliderspace_core.bank import BankMeta, Slider, SliderBank
+from sliderspace_core.encoders import Embeddings, embed_in_batches
+from sliderspace_core.pca import Basis, fit_pca
+from sliderspace_core.training import SliderTrainer, TrainConfig, TrainResult
+from sliderspace_core.trajectories import Trajectories
+
+from .host import ToyWorldHost, karras_sigmas
+from .world import FACTORS, measure_factors
+
+
+class PixelEncoder:
+    """The ablation's "encoder": raw pixels (32×32×3 → 3072-d), so PCA and the slider loss see pixels."""
+
+    encoder_id = "toyworld:pixels"
+    image_size = 32
+    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.flatten(1)
+
+
+@dataclass
+class DiscoveryConfig:
+    """One discovery run. Defaults: the paper's choices scaled to a 2-core CPU."""
+
+    prompt: str = "a circle"
+    cfg: float = 2.0
+    """Classifier-free guidance scale of sampling AND training (the host's)."""
+    n_trajectories: int = 160
+    """Trajectories sampled; the last 20 % are held out for the alignment score only."""
+    steps: int = 16
+    keep_mode: str = "every step"
+    """The paper's variant: x̂0 of every step is embedded."""
+    keep_every: int = 1
+    n_sliders: int = 8
+    iterations: int = 400
+    lr: float = 1e-2
+    """5× the reference's 2e-3: ToyWorld has 8 target modules (SDXL 140) and 400 iterations (ref. 3000)."""
+    sliders_per_step: int = 3
+    bidirectional: bool = True
+    seed: int = 0
+    """Trajectory seeds are ``seed * 100_000 + i``; slider init and training draw from ``seed``."""
+    targets: str = "cross-attention k/v"
+    """Slider targets: ``cross-attention k/v`` (SDXL reference) or ``attention q/k/v/out`` (FLUX reference)."""
+    space: str = "embedding"
+    """``embedding`` (the method) or ``pixels`` (ablation: PCA and loss on raw pixels)."""
+
+
+@dataclass
+class Discovery:
+    config: DiscoveryConfig
+    host: ToyWorldHost
+    """The host used (its encoder is the pixel encoder in the ``pixels`` ablation)."""
+    trajectories: Trajectories
+    embeddings: Embeddings
+    basis: Basis
+    adapters: SliderAdapters | None = None
+    bank: SliderBank | None = None
+    train_result: TrainResult | None = None
+    alignment: torch.Tensor | None = None
+    """``[n_sliders]`` median held-out cos(Δφ_i, v_i) at scale +1."""
+    alignment_negative: torch.Tensor | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def embed_trajectories(host: ToyWorldHost, traj: Trajectories, batch_size: int = 256) -> Embeddings:
+    """Every kept x̂0 decoded and embedded with the host's encoder (core ``embed_in_batches``)."""
+    items, prov = traj.flat()
+    vectors = embed_in_batches(items, lambda z: host.decode(z).movedim(1, -1), host.encoder, batch_size)
+    return Embeddings(vectors, prov["trajectory"], prov["step"], prov["sigma"], prov["prompt_index"],
+                      host.encoder.encoder_id, True, tuple(traj.prompts))
+
+
+def held_out_split(n: int) -> tuple[slice, slice]:
+    """The nodes' rule: the last ~20 % of trajectories are held out."""
+    cut = n - max(1, n // 5)
+    return slice(0, cut), slice(cut, n)
+
+
+def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool = True,
+             log: Callable[[str], None] | None = None) -> Discovery:
+    """Run the SliderSpace pipeline for ``cfg.prompt`` on ``host``; ``train=False`` stops after the PCA."""
+    cfg = cfg or DiscoveryConfig()
+    say = log or (lambda s: None)
+    host = host.with_prompt(cfg.prompt, cfg.cfg)
+    if cfg.space == "pixels":
+        host.encoder = PixelEncoder()
+    elif cfg.space != "embedding":
+        raise ValueError(f"space must be 'embedding' or 'pixels', got {cfg.space!r}")
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    traj = host.trajectories(cfg.n_trajectories, cfg.seed * 100_000, cfg.steps, cfg.keep_mode, cfg.keep_every)
+    times["trajectories"] = time.perf_counter() - t0
+    train_rows, held_rows = held_out_split(traj.n_trajectories)
+    fit_traj = Trajectories(traj.x0[train_rows], traj.steps, traj.sigmas, traj.total_steps, traj.prompts,
+                            traj.prompt_index[train_rows], traj.seeds[train_rows], traj.latent, traj.config)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        emb = embed_trajectories(host, fit_traj)
+    times["embed"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    method = "randomized" if cfg.space == "pixels" else "auto"
+    basis = fit_pca(emb.vectors, cfg.n_sliders, method=method, seed=cfg.seed, encoder_id=emb.encoder_id)
+    times["pca"] = time.perf_counter() - t0
+    say(f"{traj}; {emb}; top explained-variance ratios "
+        f"{[round(v, 3) for v in basis.explained_variance_ratio[:6].tolist()]}")
+    out = Discovery(cfg, host, traj, emb, basis, timings=times)
+    if not train:
+        return out
+    t0 = time.perf_counter()
+    targets = host.targets(cfg.targets)
+    shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
+    tcfg = TrainConfig(iterations=cfg.iterations, lr=cfg.lr, sliders_per_step=cfg.sliders_per_step,
+                       seed=cfg.seed, bidirectional=cfg.bidirectional)
+    adapters = SliderAdapters(shapes, cfg.n_sliders, tcfg.rank, tcfg.alpha, seed=cfg.seed)
+    latents = traj.x0[:, -1].float()                       # final x̂0 of every trajectory, as the node does
+    directions = basis.components[:cfg.n_sliders]
+    trainer = SliderTrainer(host, adapters, directions, latents[train_rows], karras_sigmas(cfg.steps)[:-1], tcfg)
+    every = max(1, cfg.iterations // 4)
+    with torch.enable_grad(), adapters.attached(targets):
+        res = trainer.run(on_step=lambda i, loss: say(f"  train {i}/{cfg.iterations} loss "
+                                                      f"{sum(trainer.result.losses[-every:]) / every:.3f}")
+                          if i % every == 0 else None)
+        align = trainer.alignment(latents[held_rows])
+        align_neg = trainer.alignment(latents[held_rows], scale=-1.0) if cfg.bidirectional else None
+    times["train"] = time.perf_counter() - t0
+    sliders = adapters.export_sliders()
+    for i, s in enumerate(sliders):
+        s.label, s.direction = f"slider {i}", directions[i].clone()
+        s.variance, s.alignment = float(basis.explained_variance[i]), float(align[i])
+    meta = BankMeta(family="ToyWorld", encoder_id=host.encoder.encoder_id, prompts=[cfg.prompt],
+                    config=dict(asdict(tcfg), discovery=asdict(cfg), updates=res.updates))
+    out.adapters, out.bank, out.train_result = adapters, SliderBank(sliders, meta), res
+    out.alignment, out.alignment_negative = align, align_neg
+    say(f"trained {cfg.n_sliders} sliders in {times['train']:.0f}s; held-out median cos per slider "
+        f"{[round(v, 2) for v in align.tolist()]}")
+    return out
+
+
+@torch.no_grad()
+def slider_effects(host: ToyWorldHost, sliders: Sequence[Slider], indices: Sequence[int], scale: float,
+                   seeds: Sequence[int], steps: int = 16, start_step: int = 0) -> torch.Tensor:
+    """``[len(indices), len(seeds), 5]``: factor(slider i at ``scale``) − factor(no slider), same noise."""
+    shape = host.prompt.split()[-1]
+    base = measure_factors(host.sample(seeds, steps), shape)
+    out = torch.empty(len(indices), len(seeds), len(FACTORS))
+    for j, i in enumerate(indices):
+        moved = host.sample(seeds, steps, sliders, {int(i): float(scale)}, start_step)
+        out[j] = measure_factors(moved, shape) - base
+    return out
+
+
+def purity(effects: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per slider: dominant factor index and |mean change of it| / Σ_f |mean change of f|.
+
+    ``effects``: ``[n_sliders, n_seeds, 5]`` from :func:`slider_effects`; changes are averaged over seeds
+    first (the issue's definition), so a slider that moves a factor both ways across seeds scores low.
+    """
+    mean = effects.mean(1).abs()
+    dom = mean.argmax(1)
+    return dom, mean.gather(1, dom[:, None])[:, 0] / mean.sum(1).clamp_min(1e-12)
+
+
+def matched_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|cos| of the best one-to-one matching of rows of ``a`` to rows of ``b`` (brute force, k ≤ 6)."""
+    import itertools
+
+    c = (torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T).abs()
+    k = c.shape[0]
+    best = max(itertools.permutations(range(k)), key=lambda p: sum(float(c[i, p[i]]) for i in range(k)))
+    return torch.stack([c[i, best[i]] for i in range(k)])
+
+
+EVAL_SEED0 = 10_000_000
+"""Evaluation seeds start here: disjoint from every discovery's trajectory seeds."""
+EVAL_SCALE = 1.0
+"""Slider scale at which effects are scored: the scale the sliders were trained at (+1)."""
+
+
+@dataclass
+class SliderScores:
+    """What each of the top sliders does to the world's factors (over ``n_seeds`` held-out seeds)."""
+
+    indices: list[int]
+    effects: torch.Tensor
+    """``[n, n_seeds, 5]`` factor changes at ``scale``."""
+    dominant: list[str]
+    purity: torch.Tensor
+    """``[n]`` |mean change of the dominant factor| / Σ |mean change|."""
+    scale: float
+
+    @property
+    def mean_change(self) -> torch.Tensor:
+        return self.effects.mean(1)
+
+    @property
+    def coverage(self) -> int:
+        return len(set(self.dominant))
+
+
+def score_sliders(disc: Discovery, top: int = 6, n_seeds: int = 64, scale: float = EVAL_SCALE,
+                  start_step: int = 0) -> SliderScores:
+    """Factor changes, dominant factor and purity of the first ``top`` sliders of a trained discovery."""
+    assert disc.bank is not None, "train the discovery first"
+    idx = list(range(min(top, len(disc.bank))))
+    seeds = [EVAL_SEED0 + i for i in range(n_seeds)]
+    eff = slider_effects(disc.host, disc.bank.sliders, idx, scale, seeds, disc.config.steps, start_step)
+    dom, pur = purity(eff)
+    return SliderScores(idx, eff, [FACTORS[int(d)] for d in dom], pur, scale)
+
+
+@torch.no_grad()
+def component_factors(disc: Discovery, top: int = 6) -> torch.Tensor:
+    """``[top, 5]`` Pearson r between each PCA component's projection and each measured factor.
+
+    Computed on the final x̂0 of the discovery's own trajectories: which world factor (if any) the
+    basis direction itself follows, before any slider is trained.
+    """
+    from sliderspace_core.training import embed
+
+    final = disc.trajectories.x0[:, -1].float()
+    factors = measure_factors(disc.host.decode(final), disc.host.prompt.split()[-1])
+    proj = (embed(disc.host, final) - disc.basis.mean) @ disc.basis.components[:top].T
+    return torch.corrcoef(torch.cat([proj, factors], 1).T)[:top, top:]
