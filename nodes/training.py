@@ -51,7 +51,7 @@ class TrainSliders(io.ComfyNode):
                                tooltip="Which linear layers carry the sliders (FLUX: all attention projections)."),
                 io.String.Input("target_pattern", default="", tooltip="Regex over module names, for 'pattern'."),
                 io.Int.Input("sliders_per_step", default=3, min=1, max=64,
-                             tooltip="Sliders trained together in one batched pass."),
+                             tooltip="Sliders trained per step, in one batched pass on one shared sample."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF),
                 io.Boolean.Input("bidirectional", default=False, tooltip="Also train scale −1 towards −v."),
                 io.Boolean.Input("gradient_checkpointing", default=False,
