@@ -11,7 +11,6 @@ Measured once: held-out median alignment 0.24; top-6 sliders dominated by size (
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -41,43 +40,10 @@ def captions(shapes: torch.Tensor, factors: torch.Tensor, g: torch.Generator) ->
     return torch.stack([first, shapes + M.VOCAB.index("circle")], 1)
 
 
-def train(steps: int, seed: int = 0, batch: int = 32, lr: float = 2e-3, ema: float = 0.998) -> M.Denoiser:
-    """toyworld.train.train_denoiser's recipe with the captions above."""
-    torch.manual_seed(seed)
-    model, avg = M.Denoiser(M.DenoiserConfig()), M.Denoiser(M.DenoiserConfig())
-    avg.load_state_dict(model.state_dict())
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(seed + 1)
-    t0 = time.perf_counter()
-    for step in range(steps):
-        images, shapes, factors = TR._batch(batch, g)
-        x0 = images * 2 - 1
-        tokens = captions(shapes, factors, g)
-        drop = torch.rand(batch, generator=g) < 0.1
-        tokens = torch.where(drop[:, None], torch.zeros_like(tokens), tokens)
-        sigma = (torch.randn(batch, generator=g) * 1.2 - 1.2).exp()
-        noise = torch.randn(x0.shape, generator=g)
-        pred = model(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, model.context(tokens))
-        w = (sigma**2 + M.SIGMA_DATA**2) / (sigma * M.SIGMA_DATA) ** 2
-        loss = (w.view(-1, 1, 1, 1) * (pred - x0) ** 2).mean()
-        for grp in opt.param_groups:
-            grp["lr"] = TR._lr(step, steps, lr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            d = min(ema, (1 + step) / (10 + step))
-            for pa, pm in zip(avg.parameters(), model.parameters(), strict=True):
-                pa.lerp_(pm, 1 - d)
-        if (step + 1) % 500 == 0:
-            print(f"step {step + 1} loss {loss.item():.4f} {time.perf_counter() - t0:.0f}s", flush=True)
-    return avg.eval()
-
-
 def main() -> None:
     torch.set_num_threads(2)
-    den = train(int(sys.argv[1]) if len(sys.argv) > 1 else 5000)
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    den = TR.train_denoiser(0, steps, log_every=500, captions=captions)  # the shipped recipe, other captions
     d = discover(ToyWorldHost(den, TR.load_encoder(), "a circle", 2.0), DiscoveryConfig(), log=print)
     print("held-out median alignment", round(d.alignment.median().item(), 3),
           [round(v, 2) for v in d.alignment.tolist()])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -46,9 +47,18 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * min(1.0, (step + 1) / warmup) * max(0.02, 1.0 - step / total)
 
 
+def shape_tokens(shapes: torch.Tensor, factors: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The shipped model's captions: ``[n, 2]`` tokens of "a <shape>" (draws nothing from ``g``)."""
+    return torch.stack([torch.full((shapes.shape[0],), VOCAB.index("a")), shapes + VOCAB.index("circle")], 1)
+
+
 def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: float = 2e-3,
-                   ema: float = 0.998, log_every: int = 200) -> Denoiser:
-    """The EMA weights of a denoiser trained ``steps`` steps from ``seed``."""
+                   ema: float = 0.998, log_every: int = 200,
+                   captions: Callable[..., torch.Tensor] = shape_tokens) -> Denoiser:
+    """The EMA weights of a denoiser trained ``steps`` steps from ``seed``.
+
+    ``captions(shapes, factors, generator)`` gives each image's prompt tokens (experiments swap it).
+    """
     torch.manual_seed(seed)
     model = Denoiser(DenoiserConfig())
     avg = Denoiser(DenoiserConfig())
@@ -57,9 +67,9 @@ def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: 
     g = torch.Generator().manual_seed(seed + 1)
     t0 = time.perf_counter()
     for step in range(steps):
-        images, shapes, _ = _batch(batch, g)
+        images, shapes, factors = _batch(batch, g)
         x0 = images * 2 - 1
-        tokens = torch.stack([torch.full((batch,), VOCAB.index("a")), shapes + VOCAB.index("circle")], 1)
+        tokens = captions(shapes, factors, g)
         drop = torch.rand(batch, generator=g) < 0.1
         tokens = torch.where(drop[:, None], torch.zeros_like(tokens), tokens)
         sigma = (torch.randn(batch, generator=g) * 1.2 - 1.2).exp()
