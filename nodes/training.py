@@ -9,7 +9,7 @@ from ..sliderspace_core.adapters import SliderAdapters
 from ..sliderspace_core.bank import BankMeta, SliderBank
 from ..sliderspace_core.errors import InputError
 from ..sliderspace_core.plots import loss_plot
-from ..sliderspace_core.training import SliderTrainer, TrainConfig
+from ..sliderspace_core.training import SliderTrainer, TrainConfig, loss_by_tenth
 from . import types as T
 from .bank_glue import model_facts
 from .comfy_glue import Progress, latent_facts, node_errors, pick_encoder
@@ -123,7 +123,8 @@ class TrainSliders(io.ComfyNode):
             s.alignment = float(state["align"][i])
         res = state["result"]
         config = dict(res.config, targets=targets, target_pattern=pattern, updates=res.updates,
-                      final_loss=res.losses[-1] if res.losses and res.losses[-1] == res.losses[-1] else None)
+                      final_loss=res.losses[-1] if res.losses and res.losses[-1] == res.losses[-1] else None,
+                      loss_by_tenth=loss_by_tenth(res.losses))
         if "align_neg" in state:
             config["alignment_negative"] = [float(v) for v in state["align_neg"]]
         meta = BankMeta(**model_facts(model, modules), encoder_id=enc.encoder_id, prompts=list(traj.prompts),

@@ -10,6 +10,7 @@ one forward/backward per slider as the reference does (kept as the benchmark bas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
@@ -65,6 +66,18 @@ class TrainResult:
     updates: list[int] = field(default_factory=list)
     """Gradient updates each slider received."""
     config: dict = field(default_factory=dict)
+
+
+def loss_by_tenth(losses: list[float]) -> list[float | None]:
+    """Mean training loss over each tenth of the run (one part per step below 10 steps).
+
+    Single-sample step losses swing widely; these means are the curve a bank keeps in its metadata.
+    """
+    if not losses:
+        return []
+    parts = torch.tensor_split(torch.tensor(losses, dtype=torch.float64), min(10, len(losses)))
+    means = [float(part.mean()) for part in parts]
+    return [m if math.isfinite(m) else None for m in means]  # a bank's JSON metadata holds no NaN
 
 
 def embed(host: TrainHost, latent: torch.Tensor) -> torch.Tensor:

@@ -101,3 +101,12 @@ def test_same_seed_same_bank_and_loss_falls_and_sliders_align():
     assert held_after < 0.9 * held_before, (held_before, held_after)
     assert b1.abs().max() < 1e-6  # a new slider does nothing (up = 0): the "without" branch is clean
     assert a1.mean() > 0.15 and n1.mean() < -0.15, (a1, n1)
+
+
+def test_loss_by_tenth_averages_each_tenth_and_drops_nan():
+    from sliderspace_core.training import loss_by_tenth
+
+    assert loss_by_tenth([]) == []
+    assert loss_by_tenth([float(i) for i in range(20)]) == [i * 2 + 0.5 for i in range(10)]
+    assert loss_by_tenth([1.0, 0.5, 0.25]) == [1.0, 0.5, 0.25]
+    assert loss_by_tenth([1.0] * 9 + [float("nan")] * 11)[-1] is None
