@@ -8,12 +8,15 @@ from comfy_api.latest import io
 from ..sliderspace_core.adapters import SliderAdapters
 from ..sliderspace_core.bank import BankMeta, SliderBank
 from ..sliderspace_core.errors import InputError
-from ..sliderspace_core.plots import loss_plot
+from ..sliderspace_core.plots import loss_picture, loss_plot
 from ..sliderspace_core.training import SliderTrainer, TrainConfig, loss_by_tenth
 from . import types as T
 from .bank_glue import model_facts
 from .comfy_glue import Progress, latent_facts, node_errors, pick_encoder
 from .train_glue import TARGET_PRESETS, frozen, run_in_comfy, schedule_sigmas, target_modules
+
+LIVE_UPDATES = 25
+"""How often per run the node's preview shows the loss curve so far."""
 
 
 def split_held_out(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,7 +36,8 @@ class TrainSliders(io.ComfyNode):
         return io.Schema(
             node_id="SliderSpaceTrainSliders", display_name=cls.NAME, category=T.CATEGORY,
             description="Trains one low-rank slider per basis direction so that turning it on moves the CLIP "
-                        "embedding of x̂0 along that direction (loss 1 − cos). Base weights never change.",
+                        "embedding of x̂0 along that direction (loss 1 − cos). Base weights never change. "
+                        "While it runs, the node's preview shows the loss curve so far.",
             inputs=[
                 io.Model.Input("model"),
                 io.Vae.Input("vae", tooltip="Decodes x̂0 for the encoder (same VAE as CLIP Embed used)."),
@@ -95,6 +99,13 @@ class TrainSliders(io.ComfyNode):
         modules = target_modules(diffusion, targets, pattern)
         shapes = {n: (m.out_features, m.in_features) for n, m in modules.items()}
         progress = Progress(cfg.iterations)
+        every = max(1, cfg.iterations // LIVE_UPDATES)
+
+        def live(done: int, losses: list[float]) -> None:
+            """Progress every step; the loss curve as the node's preview every ~1/LIVE_UPDATES of the run."""
+            show = done % every == 0 or done == cfg.iterations
+            progress(done, None, ("JPEG", loss_picture(losses), 640) if show else None)
+
         state: dict = {}
         with torch.inference_mode(False), torch.enable_grad():
             latents_vae = traj.x0[:, -1].float().clone()  # final x̂0 of every trajectory
@@ -108,7 +119,7 @@ class TrainSliders(io.ComfyNode):
                 train_lat, held_lat = split_held_out(latents_model.detach().clone())
                 trainer = SliderTrainer(host, adapters, directions, train_lat, sigmas.to(dev), cfg)
                 with frozen(diffusion), adapters.attached(modules):
-                    trainer.run(on_step=lambda i, loss: progress(i))
+                    trainer.run(on_step=lambda i, loss: live(i, trainer.result.losses))
                     state["align"] = trainer.alignment(held_lat)
                     if cfg.bidirectional:
                         state["align_neg"] = trainer.alignment(held_lat, scale=-1.0)

@@ -69,12 +69,18 @@ def scree_plot(ratios: Sequence[float], title: str = "PCA explained variance",
 
 def loss_plot(losses: Sequence[float], title: str = "slider training loss  (1 - cos)",
               width: int = 640, height: int = 300) -> torch.Tensor:
-    """Per-step loss (thin) and its running mean (bold) against the step."""
+    """Per-step loss (thin) and its running mean (bold) against the step, as an IMAGE tensor."""
+    return _to_image_tensor(loss_picture(losses, title, width, height))
+
+
+def loss_picture(losses: Sequence[float], title: str = "slider training loss  (1 - cos)",
+                 width: int = 640, height: int = 300) -> Image.Image:
+    """The loss curve as a PIL image (also the live preview while training runs)."""
     y = np.asarray([float(v) for v in losses], dtype=np.float64)
     left, right, top, bottom = 56, width - 16, 30, height - 30
     img, d, font = _canvas(width, height, title, (left, right, top, bottom))
     if y.size == 0:
-        return _to_image_tensor(img)
+        return img
     hi = max(float(y.max()), 1e-9) * 1.05
     for frac in (0.0, 0.5, 1.0):
         yy = bottom - frac * (bottom - top)
@@ -91,4 +97,4 @@ def loss_plot(losses: Sequence[float], title: str = "slider training loss  (1 - 
         smooth = np.convolve(y, np.ones(w) / w, mode="valid")
         d.line(pts(smooth), fill=LINE, width=2)
     d.text((left, height - 16), f"step 1..{y.size}   first {y[0]:.3f}   last {y[-1]:.3f}", fill=FG, font=font)
-    return _to_image_tensor(img)
+    return img

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,6 +107,28 @@ def test_training_path_embedding_equals_clip_embed_node(comfy, tiny, discovered)
     node_final = discovered.emb.vectors.view(6, 4, -1)[:, -1]
     torch.testing.assert_close(phi.detach(), node_final, rtol=1e-5, atol=1e-5)
 
+
+def test_progress_shows_the_live_loss_curve(comfy, tiny, discovered, monkeypatch):
+    from comfy.utils import PROGRESS_BAR_HOOK, set_progress_bar_global_hook
+    from PIL import Image
+
+    from tests.comfy.host import pack_module
+
+    monkeypatch.setattr(pack_module("nodes.training"), "LIVE_UPDATES", 5)  # 10 iterations: a picture every 2
+    seen = []
+    set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total, preview)))
+    try:
+        _, curve = train(comfy, tiny, discovered, iterations=10)
+    finally:
+        set_progress_bar_global_hook(PROGRESS_BAR_HOOK)
+    assert [(v, t) for v, t, _ in seen] == [(i, 10) for i in range(1, 11)]
+    shown = [(v, p) for v, _, p in seen if p is not None]
+    assert [v for v, _ in shown] == [2, 4, 6, 8, 10]
+    for _, (kind, picture, max_size) in shown:
+        assert kind == "JPEG" and isinstance(picture, Image.Image) and picture.size == (640, 300)
+        assert max_size == 640
+    last = torch.from_numpy(np.asarray(shown[-1][1][1], dtype=np.float32) / 255)[None]
+    torch.testing.assert_close(last, curve)  # the last live picture is the node's loss_curve output
 
 def test_interrupt_leaves_model_untouched(comfy, tiny, discovered):
     import comfy.model_management as mm
