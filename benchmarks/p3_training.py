@@ -22,18 +22,12 @@ SIZE = 64
 def _setup():
     from tests.comfy import tiny_models
     from tests.comfy.host import boot
+    from tests.comfy.test_training_comfy import discover
 
-    C = boot()["classes"]
+    comfy = boot()
     tiny = tiny_models.build()
-    with torch.inference_mode():
-        traj, _ = C["SliderSpaceTrajectorySampler"].execute(
-            tiny.model, tiny.clip, "a dog", "", 6, 0, 4, 5.0, "euler", "normal", SIZE, SIZE, 6, "final only", 1,
-            "float32").args
-        emb = C["SliderSpaceClipEmbed"].execute(8, trajectories=traj, vae=tiny.vae,
-                                                clip_vision=tiny.clip_vision).args[0]
-        basis, _ = C["SliderSpacePCADecompose"].execute(emb, 4, "auto", 0).args
-        pos = C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0]
-    return C, tiny, traj, basis, pos
+    d = discover(comfy, tiny, n=6, steps=4, size=SIZE, keep="final only", batch=8)
+    return comfy["classes"], tiny, d.traj, d.basis, d.pos
 
 
 def p3(quick: bool) -> Result:

@@ -11,24 +11,29 @@ import torch
 from tests.comfy.test_discovery import SIZE, _out
 
 
-@pytest.fixture(scope="module")
-def discovered(comfy, tiny):
+def discover(comfy, t, model=None, n=6, steps=4, size=SIZE, keep="every step", batch=32, n_components=4):
+    """Trajectory Sampler → CLIP Embed → PCA Decompose on ``t``'s tiny models, plus the "a dog" conditioning."""
     C = comfy["classes"]
+    model = model or t.model
     with torch.inference_mode():
         traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
-            tiny.model, tiny.clip, "a dog", "", 6, 0, 4, 5.0, "euler", "normal", SIZE, SIZE, 6, "every step", 1,
-            "float32"))
-        emb = _out(C["SliderSpaceClipEmbed"].execute(32, trajectories=traj, vae=tiny.vae,
-                                                     clip_vision=tiny.clip_vision))[0]
-        basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, 4, "auto", 0))
-        pos = C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0]
+            model, t.clip, "a dog", "", n, 0, steps, 5.0, "euler", "normal", size, size, n, keep, 1, "float32"))
+        emb = _out(C["SliderSpaceClipEmbed"].execute(batch, trajectories=traj, vae=t.vae,
+                                                     clip_vision=t.clip_vision))[0]
+        basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, n_components, "auto", 0))
+        pos = C["CLIPTextEncode"]().encode(t.clip, "a dog")[0]
     return types.SimpleNamespace(traj=traj, emb=emb, basis=basis, pos=pos)
 
 
-def train(comfy, tiny, d, iterations=6, seed=0, bidirectional=False, n=2):
+@pytest.fixture(scope="module")
+def discovered(comfy, tiny):
+    return discover(comfy, tiny)
+
+
+def train(comfy, tiny, d, iterations=6, seed=0, bidirectional=False, n=2, lr=2e-2, model=None):
     node = comfy["classes"]["SliderSpaceTrainSliders"]
     with torch.inference_mode():  # as the executor runs nodes
-        return _out(node.execute(tiny.model, tiny.vae, d.pos, d.basis, d.traj, n, iterations, 2e-2, 1,
+        return _out(node.execute(model or tiny.model, tiny.vae, d.pos, d.basis, d.traj, n, iterations, lr, 1,
                                  "cross-attention k/v", "", 2, seed, bidirectional, False,
                                  clip_vision=tiny.clip_vision))
 
@@ -169,20 +174,13 @@ def test_trains_on_models_loaded_inside_inference_mode(comfy):
     """Loaders run under the executor's inference mode, so real weights are inference tensors."""
     from tests.comfy import tiny_models
 
-    C = comfy["classes"]
     with torch.inference_mode():
         t = tiny_models.build()
         dm = t.model.model.diffusion_model
         assert next(dm.parameters()).is_inference()
         before = snapshot(dm)
-        traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
-            t.model, t.clip, "a dog", "", 3, 0, 3, 5.0, "euler", "normal", SIZE, SIZE, 3, "final only", 1, "float32"))
-        emb = _out(C["SliderSpaceClipEmbed"].execute(8, trajectories=traj, vae=t.vae, clip_vision=t.clip_vision))[0]
-        basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, 2, "auto", 0))
-        pos = C["CLIPTextEncode"]().encode(t.clip, "a dog")[0]
-        bank, _ = _out(C["SliderSpaceTrainSliders"].execute(t.model, t.vae, pos, basis, traj, 2, 2, 1e-2, 1,
-                                                             "cross-attention k/v", "", 2, 0, False, False,
-                                                             clip_vision=t.clip_vision))
+        d = discover(comfy, t, n=3, steps=3, keep="final only", batch=8, n_components=2)
+        bank, _ = train(comfy, t, d, iterations=2, lr=1e-2)
         after = snapshot(dm)
         assert all(p.is_inference() for p in dm.parameters())  # the originals are back in place
     assert len(bank) == 2 and any(bank.sliders[0].up[k].abs().sum() > 0 for k in bank.modules)
@@ -201,19 +199,10 @@ def test_sliders_align_on_held_out_samples_and_the_loss_falls(comfy, tiny):
     """
     from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
 
-    C = comfy["classes"]
     with torch.inference_mode():
         model = ModelSamplingDiscrete().patch(tiny.model, "x0", False)[0]
-        traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
-            model, tiny.clip, "a dog", "", 12, 0, 4, 5.0, "euler", "normal", 32, 32, 12, "every step", 1,
-            "float32"))
-        emb = _out(C["SliderSpaceClipEmbed"].execute(32, trajectories=traj, vae=tiny.vae,
-                                                     clip_vision=tiny.clip_vision))[0]
-        basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, 2, "auto", 0))
-        pos = C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0]
-        bank, _ = _out(C["SliderSpaceTrainSliders"].execute(model, tiny.vae, pos, basis, traj, 2, 300, 2e-2, 1,
-                                                             "cross-attention k/v", "", 2, 0, False, False,
-                                                             clip_vision=tiny.clip_vision))
+    d = discover(comfy, tiny, model, n=12, size=32, n_components=2)
+    bank, _ = train(comfy, tiny, d, iterations=300, model=model)
     tenths = bank.meta.config["loss_by_tenth"]
     assert len(tenths) == 10 and tenths[-1] < 0.5 * tenths[0], tenths
     align = [s.alignment for s in bank.sliders]
