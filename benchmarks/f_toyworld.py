@@ -105,9 +105,9 @@ def f3(quick: bool) -> Result:
 
 
 def f4(quick: bool) -> Result:
-    from sliderspace_core.encoders import embed_images
-    from sliderspace_core.metrics import diversity
-    from sliderspace_core.sparse import SparseSpec, draw_subset
+    from sliderspace_core.common.encoders import embed_images
+    from sliderspace_core.common.metrics import diversity
+    from sliderspace_core.sliderspace.random_sliders import SparseSpec, draw_subset
     from toyworld.pipeline import EVAL_SEED0
     from toyworld.world import SHAPES
 
@@ -145,7 +145,7 @@ def f4(quick: bool) -> Result:
 
 
 def _clean_shape_accuracy(n: int = 1024) -> float:
-    from sliderspace_core.encoders import embed_images
+    from sliderspace_core.common.encoders import embed_images
     from toyworld.world import render, sample_factors, sample_shapes
 
     g = torch.Generator().manual_seed(4242)

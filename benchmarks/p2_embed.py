@@ -14,7 +14,7 @@ def run(quick: bool) -> list[Result]:
     from tests.comfy.host import boot, pack_module
 
     C = boot()["classes"]
-    traj_mod = pack_module("sliderspace_core.trajectories")
+    traj_mod = pack_module("sliderspace_core.sliderspace.trajectories")
     n, lat = (4, 8) if quick else (4, 16)  # 16x16 latents = 128 px images
     vae = tiny_models.build_vae() if quick else tiny_models.build_sd_vae()
     cv = tiny_models.build_clip_vision() if quick else tiny_models.build_clip_vision_vitb16()

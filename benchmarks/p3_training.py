@@ -33,11 +33,11 @@ def _setup():
 def p3(quick: bool) -> Result:
     from tests.comfy.host import pack_module
 
-    glue, cg = pack_module("nodes.train_glue"), pack_module("nodes.comfy_glue")
-    ad, tr = pack_module("sliderspace_core.adapters"), pack_module("sliderspace_core.training")
+    glue, cg = pack_module("nodes.glue.autograd"), pack_module("nodes.glue.encoders")
+    ad, tr = pack_module("sliderspace_core.sliderspace.adapters"), pack_module("sliderspace_core.sliderspace.training")
     C, tiny, traj, basis, pos = _setup()
     dm = tiny.model.model.diffusion_model
-    modules = glue.target_modules(dm, "cross-attention k/v")
+    modules = pack_module("nodes.glue.family").target_modules(dm, "cross-attention k/v")
     steps = 3 if quick else 12
     times = {"batched": float("inf"), "per_slider": float("inf")}
     with torch.inference_mode(False), torch.enable_grad():

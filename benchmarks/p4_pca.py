@@ -79,7 +79,7 @@ def min_abs_cos(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> f
 def p4(quick: bool) -> Result:
     from sklearn.decomposition import PCA
 
-    from sliderspace_core.pca import fit_pca
+    from sliderspace_core.decompose.pca import fit_pca
 
     n, d, k = (20_000, 256, 16) if quick else (150_000, 768, 64)
     gen = ClipLike(d, [0.93] * (k - 1))
@@ -139,7 +139,7 @@ def child(path: str, k: int, out: str) -> None:
     """The P4b child: stream ``path`` into a k-component basis, save it, print time and peak memory."""
     from safetensors.torch import save_file
 
-    from sliderspace_core.pca import fit_pca_streaming, iter_npy_chunks
+    from sliderspace_core.decompose.pca import fit_pca_streaming, iter_npy_chunks
 
     t0 = time.perf_counter()
     basis = fit_pca_streaming(iter_npy_chunks(path), k)
@@ -151,7 +151,7 @@ def child(path: str, k: int, out: str) -> None:
 def p4b(quick: bool) -> Result:
     from safetensors import safe_open
 
-    from sliderspace_core.pca import Basis, iter_npy_chunks
+    from sliderspace_core.decompose.pca import Basis, iter_npy_chunks
 
     n, d, k = (100_000, 256, 16) if quick else (1_000_000, 1024, 64)
     gen = ClipLike(d, [0.8] * 15 + [0.97] * (k - 16), seed=2)

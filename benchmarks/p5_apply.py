@@ -14,10 +14,10 @@ def run(quick: bool) -> list[Result]:
     from tests.comfy.host import boot, pack_module
 
     C = boot()["classes"]
-    ad, bk = pack_module("sliderspace_core.adapters"), pack_module("sliderspace_core.bank")
-    glue, bg = pack_module("nodes.train_glue"), pack_module("nodes.bank_glue")
+    ad, bk = pack_module("sliderspace_core.sliderspace.adapters"), pack_module("sliderspace_core.sliderspace.bank")
+    bg = pack_module("nodes.glue.family")
     tiny = tiny_models.build()
-    modules = glue.target_modules(tiny.model.model.diffusion_model, "all attention projections")
+    modules = bg.target_modules(tiny.model.model.diffusion_model, "all attention projections")
     n = 32
     adapters = ad.SliderAdapters({k: (m.out_features, m.in_features) for k, m in modules.items()}, n, seed=1)
     with torch.no_grad():

@@ -2,12 +2,12 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from .apply import ApplySliderBank, RandomSparseSliders
-from .bank_nodes import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
-from .discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
-from .explore import DiversityScore, LabelBank, SliderGrid
-from .routes import register_with_server
-from .training import TrainSliders
+from .sliderspace.apply import ApplySliderBank, RandomSparseSliders
+from .sliderspace.banks import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
+from .sliderspace.discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
+from .sliderspace.explore import DiversityScore, LabelBank, SliderGrid
+from .sliderspace.routes import register_with_server
+from .sliderspace.training import TrainSliders
 
 register_with_server()  # the slider-bank widget's routes; a no-op without a running server
 

@@ -26,7 +26,7 @@ GRID_SEEDS = (10_000_000, 10_000_001, 10_000_002)
 
 
 def main(argv: list[str] | None = None) -> None:
-    from sliderspace_core.grid import compose_grid
+    from sliderspace_core.common.drawing import compose_grid
     from toyworld.host import build_host
     from toyworld.pipeline import DiscoveryConfig, component_factors, discover, score_sliders
     from toyworld.world import FACTORS

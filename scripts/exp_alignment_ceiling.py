@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sliderspace_core.encoders import preprocess  # noqa: E402
+from sliderspace_core.common.encoders import preprocess  # noqa: E402
 from toyworld.host import build_host  # noqa: E402
 from toyworld.pipeline import DiscoveryConfig, discover  # noqa: E402
 from toyworld.world import measure_factors, render  # noqa: E402

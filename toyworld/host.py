@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sliderspace_core.bank import Slider
-from sliderspace_core.trajectories import LatentFacts, Trajectories, TrajectoryBuffer, select_steps
+from sliderspace_core.common.lowrank import WeightMerge
+from sliderspace_core.sliderspace.bank import Slider, SliderBank
+from sliderspace_core.sliderspace.export import merge_sliders
+from sliderspace_core.sliderspace.trajectories import LatentFacts, Trajectories, TrajectoryBuffer, select_steps
 
 from .models import Denoiser, Encoder, tokenize
 from .train import DENOISER_FILE, ENCODER_FILE, WEIGHTS, load_denoiser, load_encoder
@@ -90,20 +92,15 @@ class ToyWorldHost:
     @contextlib.contextmanager
     def merged(self, sliders: Sequence[Slider], scales: Mapping[int, float]) -> Iterator[None]:
         """Within the block the denoiser's weights carry ``Σ scale_i·ΔW_i``; restored exactly after."""
-        names = {n for i in scales for n in sliders[i].down}
-        mods = {n: m for n, m in self.denoiser.named_modules() if n in names}
-        backup = {n: m.weight.detach().clone() for n, m in mods.items()}
+        chosen = {i: s for i, s in scales.items() if s}
+        edits = merge_sliders(SliderBank(list(sliders)), chosen) if chosen else {}
+        mods = dict(self.denoiser.named_modules())
+        merge = WeightMerge()
         try:
-            with torch.no_grad():
-                for i, s in scales.items():
-                    if s:
-                        for n in sliders[i].down:
-                            mods[n].weight += sliders[i].delta(n, s).to(mods[n].weight)
+            merge.merge({n: mods[n].weight for n in edits}, edits)
             yield
         finally:
-            with torch.no_grad():
-                for n, m in mods.items():
-                    m.weight.copy_(backup[n])
+            merge.restore()
 
     @torch.no_grad()
     def sample(self, seeds: Sequence[int], steps: int = 16, sliders: Sequence[Slider] | None = None,

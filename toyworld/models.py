@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sliderspace_core.encoders import CLIP_MEAN, CLIP_STD
+from sliderspace_core.common.encoders import CLIP_MEAN, CLIP_STD
 
 from .world import FACTORS, SHAPES
 

@@ -1,8 +1,9 @@
 """SliderSpace discovery on ToyWorld, through the same core code the nodes use, and its scoring.
 
-:func:`discover` = trajectories → embed → PCA → train one slider per component (core ``SliderTrainer``)
-→ held-out alignment → a core ``SliderBank``. :func:`slider_effects` and :func:`purity` score what each
-slider does to the world's factors, read analytically from pixels (``world.measure_factors``).
+:func:`discover` = trajectories → embed → PCA → train one slider per component and score its held-out
+alignment (the core ``train_bank``, the same entry the Train Sliders node calls) → a core ``SliderBank``.
+:func:`slider_effects` and :func:`purity` score what each slider does to the world's factors, read
+analytically from pixels (``world.measure_factors``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from sliderspace_core.adapters import SliderAdapters
-from sliderspace_core.bank import BankMeta, Slider, SliderBank
-from sliderspace_core.encoders import Embeddings, embed_in_batches
-from sliderspace_core.pca import Basis, fit_pca
-from sliderspace_core.training import SliderTrainer, TrainConfig, TrainResult
-from sliderspace_core.trajectories import Trajectories
+from sliderspace_core.common.encoders import Embeddings, embed_in_batches
+from sliderspace_core.decompose.pca import Basis, fit_pca
+from sliderspace_core.sliderspace.bank import BankMeta, Slider, SliderBank
+from sliderspace_core.sliderspace.training import TrainConfig, TrainResult, split_held_out, train_bank
+from sliderspace_core.sliderspace.trajectories import Trajectories
 
 from .host import ToyWorldHost, karras_sigmas
 from .world import FACTORS, measure_factors
@@ -43,7 +43,8 @@ class DiscoveryConfig:
     cfg: float = 2.0
     """Classifier-free guidance scale of sampling AND training (the host's)."""
     n_trajectories: int = 160
-    """Trajectories sampled; the last 20 % are held out for the alignment score only."""
+    """Trajectories sampled; the last ~20 % are held out for the alignment score only (core
+    ``split_held_out``, the nodes' rule)."""
     steps: int = 16
     keep_mode: str = "every step"
     """The paper's variant: x̂0 of every step is embedded."""
@@ -70,7 +71,6 @@ class Discovery:
     trajectories: Trajectories
     embeddings: Embeddings
     basis: Basis
-    adapters: SliderAdapters | None = None
     bank: SliderBank | None = None
     train_result: TrainResult | None = None
     alignment: torch.Tensor | None = None
@@ -87,12 +87,6 @@ def embed_trajectories(host: ToyWorldHost, traj: Trajectories, batch_size: int =
                       host.encoder.encoder_id, True, tuple(traj.prompts))
 
 
-def held_out_split(n: int) -> tuple[slice, slice]:
-    """The nodes' rule: the last ~20 % of trajectories are held out."""
-    cut = n - max(1, n // 5)
-    return slice(0, cut), slice(cut, n)
-
-
 def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool = True,
              log: Callable[[str], None] | None = None) -> Discovery:
     """Run the SliderSpace pipeline for ``cfg.prompt`` on ``host``; ``train=False`` stops after the PCA."""
@@ -107,7 +101,7 @@ def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool
     t0 = time.perf_counter()
     traj = host.trajectories(cfg.n_trajectories, cfg.seed * 100_000, cfg.steps, cfg.keep_mode, cfg.keep_every)
     times["trajectories"] = time.perf_counter() - t0
-    train_rows, held_rows = held_out_split(traj.n_trajectories)
+    train_rows, _ = split_held_out(traj.n_trajectories)
     fit_traj = Trajectories(traj.x0[train_rows], traj.steps, traj.sigmas, traj.total_steps, traj.prompts,
                             traj.prompt_index[train_rows], traj.seeds[train_rows], traj.latent, traj.config)
     t0 = time.perf_counter()
@@ -124,30 +118,23 @@ def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool
     if not train:
         return out
     t0 = time.perf_counter()
-    targets = host.targets(cfg.targets)
-    shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
     tcfg = TrainConfig(iterations=cfg.iterations, lr=cfg.lr, sliders_per_step=cfg.sliders_per_step,
                        seed=cfg.seed, bidirectional=cfg.bidirectional)
-    adapters = SliderAdapters(shapes, cfg.n_sliders, tcfg.rank, tcfg.alpha, seed=cfg.seed)
-    latents = traj.x0[:, -1].float()                       # final x̂0 of every trajectory, as the node does
-    directions = basis.components[:cfg.n_sliders]
-    trainer = SliderTrainer(host, adapters, directions, latents[train_rows], karras_sigmas(cfg.steps)[:-1], tcfg)
     every = max(1, cfg.iterations // 4)
-    with torch.enable_grad(), adapters.attached(targets):
-        res = trainer.run(on_step=lambda i, loss: say(f"  train {i}/{cfg.iterations} loss "
-                                                      f"{sum(trainer.result.losses[-every:]) / every:.3f}")
-                          if i % every == 0 else None)
-        align = trainer.alignment(latents[held_rows])
-        align_neg = trainer.alignment(latents[held_rows], scale=-1.0) if cfg.bidirectional else None
+
+    def log_step(i: int, losses: list[float]) -> None:
+        if i % every == 0:
+            say(f"  train {i}/{cfg.iterations} loss {sum(losses[-every:]) / every:.3f}")
+
+    meta = BankMeta(family="ToyWorld", encoder_id=host.encoder.encoder_id, prompts=[cfg.prompt])
+    latents = traj.x0[:, -1].float()                       # final x̂0 of every trajectory, as the node does
+    bank, res = train_bank(host, host.targets(cfg.targets), basis, cfg.n_sliders, latents,
+                           karras_sigmas(cfg.steps)[:-1], tcfg, meta, log_step, {"discovery": asdict(cfg)})
     times["train"] = time.perf_counter() - t0
-    sliders = adapters.export_sliders()
-    for i, s in enumerate(sliders):
-        s.label, s.direction = f"slider {i}", directions[i].clone()
-        s.variance, s.alignment = float(basis.explained_variance[i]), float(align[i])
-    meta = BankMeta(family="ToyWorld", encoder_id=host.encoder.encoder_id, prompts=[cfg.prompt],
-                    config=dict(asdict(tcfg), discovery=asdict(cfg), updates=res.updates))
-    out.adapters, out.bank, out.train_result = adapters, SliderBank(sliders, meta), res
-    out.alignment, out.alignment_negative = align, align_neg
+    align = torch.tensor([s.alignment for s in bank.sliders])
+    neg = bank.meta.config.get("alignment_negative")
+    out.bank, out.train_result = bank, res
+    out.alignment, out.alignment_negative = align, None if neg is None else torch.tensor(neg)
     say(f"trained {cfg.n_sliders} sliders in {times['train']:.0f}s; held-out median cos per slider "
         f"{[round(v, 2) for v in align.tolist()]}")
     return out
@@ -232,7 +219,7 @@ def component_factors(disc: Discovery, top: int = 6) -> torch.Tensor:
     Computed on the final x̂0 of the discovery's own trajectories: which world factor (if any) the
     basis direction itself follows, before any slider is trained.
     """
-    from sliderspace_core.training import embed
+    from sliderspace_core.sliderspace.training import embed
 
     final = disc.trajectories.x0[:, -1].float()
     factors = measure_factors(disc.host.decode(final), disc.host.prompt.split()[-1])

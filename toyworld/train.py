@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from sliderspace_core.encoders import preprocess
+from sliderspace_core.common.encoders import preprocess
 
 from .models import (
     SIGMA_DATA,

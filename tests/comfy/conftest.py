@@ -30,9 +30,9 @@ def bank(comfy, tiny):
 
     from tests.comfy.host import pack_module
 
-    ad, bk = pack_module("sliderspace_core.adapters"), pack_module("sliderspace_core.bank")
-    glue, bg = pack_module("nodes.train_glue"), pack_module("nodes.bank_glue")
-    modules = glue.target_modules(tiny.model.model.diffusion_model, "cross-attention k/v")
+    ad, bk = pack_module("sliderspace_core.sliderspace.adapters"), pack_module("sliderspace_core.sliderspace.bank")
+    bg = pack_module("nodes.glue.family")
+    modules = bg.target_modules(tiny.model.model.diffusion_model, "cross-attention k/v")
     adapters = ad.SliderAdapters({n: (m.out_features, m.in_features) for n, m in modules.items()}, 3, seed=5)
     with torch.no_grad():
         for p in adapters.up.values():

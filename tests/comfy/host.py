@@ -43,7 +43,7 @@ def boot() -> dict:
 
 
 def pack_module(name: str):
-    """A submodule of the pack as ComfyUI loaded it, e.g. ``pack_module('sliderspace_core.pca')``."""
+    """A submodule of the pack as ComfyUI loaded it, e.g. ``pack_module('sliderspace_core.decompose.pca')``."""
     import importlib
 
     return importlib.import_module(f"{boot()['pack']}.{name}")

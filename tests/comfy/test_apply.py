@@ -74,7 +74,7 @@ def test_composes_with_loraloader_before_and_after(comfy, tiny, bank):
 
     from tests.comfy.host import pack_module
 
-    ex = pack_module("sliderspace_core.export")
+    ex = pack_module("sliderspace_core.sliderspace.export")
     other = bank.sliders[1]
     lora = {}
     for name in bank.modules:  # an unrelated stock LoRA on the same modules
@@ -111,7 +111,7 @@ def test_inplace_merge_restores_weights_after_an_interrupt_and_matches_the_wrapp
 
     from tests.comfy.host import pack_module
 
-    glue = pack_module("nodes.apply_glue")
+    glue = pack_module("nodes.glue.patching")
     dm = tiny.model.model.diffusion_model
     sample(comfy, tiny, tiny.model)  # make ComfyUI load the plain model (undoing any LoRA patched by earlier tests)
     before = {k: v.clone() for k, v in dm.state_dict().items()}

@@ -56,8 +56,8 @@ def build(family: str, seed: int):
 
 
 def random_bank(model, targets, seed: int, ranks=(1, 2, 1, 1)):
-    bank_mod = pack_module("sliderspace_core.bank")
-    glue = pack_module("nodes.bank_glue")
+    bank_mod = pack_module("sliderspace_core.sliderspace.bank")
+    glue = pack_module("nodes.glue.family")
     shapes = glue.module_shapes(model)
     modules = sorted(m for m in shapes if m.endswith(targets))
     g = torch.Generator().manual_seed(seed)
@@ -127,7 +127,7 @@ def assert_patched_equals(patched, bank, scales, want):
 
 @pytest.mark.parametrize("family,key_format", [(f, k) for f, ks in FORMATS.items() for k in ks])
 def test_export_loads_in_comfy_with_every_key_and_exact_delta(models, family, key_format):
-    export, glue = pack_module("sliderspace_core.export"), pack_module("nodes.bank_glue")
+    export, glue = pack_module("sliderspace_core.sliderspace.export"), pack_module("nodes.glue.family")
     mp, bank = models[family]
     assert key_format in export.key_formats(family)
     names = glue.diffusers_names(family, glue.model_architecture(mp))
@@ -147,7 +147,7 @@ def test_the_log_capture_sees_unloaded_keys(models):
 
 
 def test_bank_fits_its_model_and_not_another(models):
-    errors, glue = pack_module("sliderspace_core.errors"), pack_module("nodes.bank_glue")
+    errors, glue = pack_module("sliderspace_core.common.errors"), pack_module("nodes.glue.family")
     mp, bank = models["SD15"]
     glue.check_bank_for_model(bank, mp)
     assert bank.meta.family == "SD15" and len(bank.meta.model_fingerprint) == 16
@@ -162,7 +162,7 @@ def folders(comfy, tmp_path, monkeypatch):
     """Point the sliderspace and loras model folders at empty temp folders."""
     import folder_paths
 
-    pack_module("nodes.bank_nodes")  # registers the sliderspace folder
+    pack_module("nodes.sliderspace.banks")  # registers the sliderspace folder
     out = {}
     for kind in ("sliderspace", "loras"):
         path = tmp_path / kind
@@ -178,19 +178,19 @@ def _out(node_output):
 
 
 def test_save_and_load_nodes_round_trip_without_overwriting(models, folders):
-    nodes = pack_module("nodes.bank_nodes")
+    nodes = pack_module("nodes.sliderspace.banks")
     _, bank = models["Flux"]
     first = _out(nodes.SaveSliderBank.execute(bank, "../flux sliders"))[0]
     second = _out(nodes.SaveSliderBank.execute(bank, "../flux sliders"))[0]
     assert (first, second) == ("flux sliders_00001.safetensors", "flux sliders_00002.safetensors")
     assert sorted(os.listdir(folders["sliderspace"])) == [first, second]
-    assert nodes.bank_files() == [first, second]
+    assert pack_module("nodes.glue.folders").bank_files() == [first, second]
     back = _out(nodes.LoadSliderBank.execute(first))[0]
     assert back.meta == bank.meta and back.modules == bank.modules
     pairs = zip(bank.sliders, back.sliders, strict=True)
     assert all(torch.equal(a.up[m], b.up[m]) for a, b in pairs for m in bank.modules)
     assert nodes.LoadSliderBank.fingerprint_inputs(first) != nodes.LoadSliderBank.fingerprint_inputs(second)
-    errors = pack_module("sliderspace_core.errors")
+    errors = pack_module("sliderspace_core.common.errors")
     with pytest.raises(errors.InputError) as err:
         nodes.LoadSliderBank.execute("missing.safetensors")
     assert err.value.node == nodes.LoadSliderBank.NAME and err.value.input_name == "file"
@@ -200,7 +200,7 @@ def test_save_and_load_nodes_round_trip_without_overwriting(models, folders):
 def test_export_node_writes_a_lora_the_stock_loader_lists_and_loads(comfy, models, folders, key_format):
     import folder_paths
 
-    nodes = pack_module("nodes.bank_nodes")
+    nodes = pack_module("nodes.sliderspace.banks")
     mp, bank = models["SD15"]
     name = _out(nodes.ExportSliderLoRA.execute(bank, "0:1.5, 2:-2, 3:0.75", key_format, "dog/../slider"))[0]
     assert name == "dog_._slider_00001.safetensors" and os.listdir(folders["loras"]) == [name]
@@ -217,7 +217,7 @@ def test_export_node_writes_a_lora_the_stock_loader_lists_and_loads(comfy, model
 
 
 def test_export_node_errors_name_node_and_input(models, folders):
-    nodes, errors = pack_module("nodes.bank_nodes"), pack_module("sliderspace_core.errors")
+    nodes, errors = pack_module("nodes.sliderspace.banks"), pack_module("sliderspace_core.common.errors")
     mp, bank = models["SD15"]
     for args, input_name in ((("0:1, 9:1", "comfy", "x"), "scales"), (("0:1", "comfy", "///"), "filename")):
         with pytest.raises(errors.InputError) as err:
@@ -258,7 +258,7 @@ def test_peft_export_loads_in_diffusers_with_every_key_and_exact_delta(models, f
     pytest.importorskip("peft", reason="peft is in requirements-test.txt")
     import warnings
 
-    export, glue = pack_module("sliderspace_core.export"), pack_module("nodes.bank_glue")
+    export, glue = pack_module("sliderspace_core.sliderspace.export"), pack_module("nodes.glue.family")
     mp, bank = models[family]
     names = glue.diffusers_names(family, glue.model_architecture(mp))
     lora_sd = export.bank_to_lora(bank, SCALES, "peft", family, names)
@@ -291,7 +291,7 @@ def test_peft_export_loads_in_diffusers_with_every_key_and_exact_delta(models, f
 
 
 def test_node_schemas_build_as_object_info_does(comfy, folders):
-    nodes = pack_module("nodes.bank_nodes")
+    nodes = pack_module("nodes.sliderspace.banks")
     (folders["sliderspace"] / "a.safetensors").write_bytes(b"")
     for cls in (nodes.SaveSliderBank, nodes.LoadSliderBank, nodes.ExportSliderLoRA):
         info = cls.GET_NODE_INFO_V1()

@@ -97,8 +97,8 @@ def test_input_model_is_not_mutated(comfy, tiny):
 def test_embed_matches_core_path_and_stock_clip_vision(comfy, tiny):
     from tests.comfy.host import pack_module
 
-    enc_mod = pack_module("sliderspace_core.encoders")
-    glue = pack_module("nodes.comfy_glue")
+    enc_mod = pack_module("sliderspace_core.common.encoders")
+    glue = pack_module("nodes.glue.encoders")
     traj, _ = run_sampler(comfy, tiny, n=2)
     node = comfy["classes"]["SliderSpaceClipEmbed"]
     with torch.inference_mode():

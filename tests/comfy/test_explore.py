@@ -17,7 +17,7 @@ GRID = "SliderSpace Slider Grid"
 def explore():
     from tests.comfy.host import pack_module
 
-    return pack_module("nodes.explore")
+    return pack_module("nodes.sliderspace.explore")
 
 
 def conds(comfy, tiny):
@@ -69,7 +69,7 @@ def test_grid_image_size_and_cell_placement(comfy, tiny, grid_out):
     image, cells = grid_out
     # 64 px cells: font 10 px → label bands 20 px (top) and 80 px (left), 2 px gaps
     assert image.shape == (1, 20 + 3 * SIZE + 2 * 2, 80 + 3 * SIZE + 2 * 2, 3)
-    lay = pack_module("sliderspace_core.grid").grid_layout(3, 3, SIZE, SIZE)
+    lay = pack_module("sliderspace_core.common.drawing").grid_layout(3, 3, SIZE, SIZE)
     for k in range(9):
         y, x = lay.origin(k // 3, k % 3)
         assert torch.equal(image[0, y:y + SIZE, x:x + SIZE], cells[k]), k
@@ -127,13 +127,13 @@ def test_label_bank_sets_labels_and_leaves_input_unchanged(comfy, bank):
 def test_diversity_score(comfy, tiny, grid_out):
     from tests.comfy.host import pack_module
 
-    enc, glue = pack_module("sliderspace_core.encoders"), pack_module("sliderspace_core.metrics")
+    enc, glue = pack_module("sliderspace_core.common.encoders"), pack_module("sliderspace_core.common.metrics")
     node = explore().DiversityScore
     _, cells = grid_out
     with torch.inference_mode():
         same = _out(node.execute(cells[1:2].repeat(4, 1, 1, 1), 2, clip_vision=tiny.clip_vision))
         out = node.execute(cells, 4, clip_vision=tiny.clip_vision)
-        direct = enc.embed_images(pack_module("nodes.comfy_glue").ClipVisionEncoder(tiny.clip_vision), cells)
+        direct = enc.embed_images(pack_module("nodes.glue.encoders").ClipVisionEncoder(tiny.clip_vision), cells)
     score, text = _out(out)
     assert same[0] == pytest.approx(0.0, abs=1e-6)
     assert isinstance(score, float) and score > 1e-4

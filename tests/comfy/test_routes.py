@@ -21,7 +21,7 @@ def bank_dir(comfy, bank, tmp_path_factory):
     folder, outside = root / "sliderspace", root / "outside"
     folder.mkdir()
     outside.mkdir()
-    bk, labels = pack_module("sliderspace_core.bank"), pack_module("sliderspace_core.labels")
+    bk, labels = pack_module("sliderspace_core.sliderspace.bank"), pack_module("sliderspace_core.sliderspace.labels")
     bk.save_bank(labels.with_labels(bank, {0: "smile", 2: "older"}), str(folder / "labelled.safetensors"))
     bk.save_bank(bank, str(outside / "secret.safetensors"))
     import torch
@@ -36,7 +36,7 @@ def bank_dir(comfy, bank, tmp_path_factory):
 
 def _get(path: str) -> tuple[int, dict]:
     routes = web.RouteTableDef()
-    pack_module("nodes.routes").add_routes(routes)
+    pack_module("nodes.sliderspace.routes").add_routes(routes)
     app = web.Application()
     app.add_routes(routes)
 
@@ -84,4 +84,4 @@ def test_no_server_means_no_registration(comfy):
     import sys
 
     if "server" not in sys.modules:
-        assert pack_module("nodes.routes").register_with_server() is False
+        assert pack_module("nodes.sliderspace.routes").register_with_server() is False

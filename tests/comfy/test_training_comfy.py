@@ -65,12 +65,12 @@ def test_train_leaves_base_untouched_and_is_reproducible(comfy, tiny, discovered
 def test_gradients_reach_every_adapter_and_nothing_else(comfy, tiny, discovered):
     from tests.comfy.host import pack_module
 
-    glue = pack_module("nodes.train_glue")
-    cg = pack_module("nodes.comfy_glue")
-    ad = pack_module("sliderspace_core.adapters")
-    tr = pack_module("sliderspace_core.training")
+    glue = pack_module("nodes.glue.autograd")
+    cg = pack_module("nodes.glue.encoders")
+    ad = pack_module("sliderspace_core.sliderspace.adapters")
+    tr = pack_module("sliderspace_core.sliderspace.training")
     dm = tiny.model.model.diffusion_model
-    modules = glue.target_modules(dm, "cross-attention k/v")
+    modules = pack_module("nodes.glue.family").target_modules(dm, "cross-attention k/v")
     enc = cg.ClipVisionEncoder(tiny.clip_vision)
     seen = {}
     with torch.inference_mode(False), torch.enable_grad():
@@ -99,9 +99,9 @@ def test_gradients_reach_every_adapter_and_nothing_else(comfy, tiny, discovered)
 def test_training_path_embedding_equals_clip_embed_node(comfy, tiny, discovered):
     from tests.comfy.host import pack_module
 
-    glue = pack_module("nodes.train_glue")
-    cg = pack_module("nodes.comfy_glue")
-    tr = pack_module("sliderspace_core.training")
+    glue = pack_module("nodes.glue.autograd")
+    cg = pack_module("nodes.glue.encoders")
+    tr = pack_module("sliderspace_core.sliderspace.training")
     enc = cg.ClipVisionEncoder(tiny.clip_vision)
     model = tiny.model.model
     host = types.SimpleNamespace(
@@ -119,7 +119,8 @@ def test_progress_shows_the_live_loss_curve(comfy, tiny, discovered, monkeypatch
 
     from tests.comfy.host import pack_module
 
-    monkeypatch.setattr(pack_module("nodes.training"), "LIVE_UPDATES", 5)  # 10 iterations: a picture every 2
+    # 10 iterations: a picture every 2
+    monkeypatch.setattr(pack_module("nodes.sliderspace.training"), "LIVE_UPDATES", 5)
     seen = []
     set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total, preview)))
     try:

@@ -11,7 +11,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from sliderspace_core.bank import (
+from sliderspace_core.common.errors import InputError
+from sliderspace_core.common.safefile import next_free_path, write_safetensors
+from sliderspace_core.sliderspace.bank import (
     BankMeta,
     Slider,
     SliderBank,
@@ -22,9 +24,14 @@ from sliderspace_core.bank import (
     sanitize_name,
     save_bank,
 )
-from sliderspace_core.errors import InputError
-from sliderspace_core.export import Target, bank_to_lora, key_formats, lora_metadata, merge_sliders, save_lora
-from sliderspace_core.safefile import next_free_path, write_safetensors
+from sliderspace_core.sliderspace.export import (
+    Target,
+    bank_to_lora,
+    key_formats,
+    lora_metadata,
+    merge_sliders,
+    save_lora,
+)
 
 MODULES = {"input_blocks.1.1.transformer_blocks.0.attn2.to_k": (8, 6),
            "middle_block.1.transformer_blocks.0.attn2.to_v": (5, 6)}

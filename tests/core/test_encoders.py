@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from sliderspace_core.encoders import (
+from sliderspace_core.common.encoders import (
     CLIP_MEAN,
     CLIP_STD,
     embed_images,
@@ -16,7 +16,7 @@ from sliderspace_core.encoders import (
     load_open_clip,
     preprocess,
 )
-from sliderspace_core.errors import InputError
+from sliderspace_core.common.errors import InputError
 
 
 def reference_preprocess(images_bhwc: torch.Tensor, size: int) -> torch.Tensor:

@@ -7,20 +7,19 @@ import itertools
 import pytest
 import torch
 
-from sliderspace_core.bank import BankMeta, Slider, SliderBank
-from sliderspace_core.errors import InputError
-from sliderspace_core.grid import (
+from sliderspace_core.common.drawing import compose_grid, grid_layout
+from sliderspace_core.common.errors import InputError
+from sliderspace_core.common.metrics import diversity
+from sliderspace_core.sliderspace.bank import BankMeta, Slider, SliderBank
+from sliderspace_core.sliderspace.grid import (
     ZERO,
     Cell,
-    compose_grid,
     grid_cells,
-    grid_layout,
     grid_positions,
     parse_scale_list,
     parse_slider_list,
 )
-from sliderspace_core.labels import parse_labels, with_labels
-from sliderspace_core.metrics import diversity
+from sliderspace_core.sliderspace.labels import parse_labels, with_labels
 
 
 def _raises(fn, input_name: str, *words: str) -> str:

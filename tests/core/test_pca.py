@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
-from sliderspace_core.errors import InputError
-from sliderspace_core.pca import (
+from sliderspace_core.common.errors import InputError
+from sliderspace_core.decompose.pca import (
     Basis,
     CovarianceAccumulator,
     _add_gram,

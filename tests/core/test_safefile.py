@@ -7,7 +7,7 @@ import struct
 import pytest
 import torch
 
-from sliderspace_core.safefile import read_header, write_safetensors
+from sliderspace_core.common.safefile import read_header, write_safetensors
 
 
 @pytest.mark.parametrize(("first", "target"), [(b"\x80", 0x180), (b"PK", 0x4B50)])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sliderspace_core.bank import parse_scales
-from sliderspace_core.errors import InputError
-from sliderspace_core.sparse import SparseSpec, describe, draw_subset, per_item_lora
+from sliderspace_core.common.errors import InputError
+from sliderspace_core.common.lowrank import per_item_lora
+from sliderspace_core.sliderspace.bank import parse_scales
+from sliderspace_core.sliderspace.random_sliders import SparseSpec, describe, draw_subset
 
 
 def test_subsets_are_seeded_sized_and_in_range():

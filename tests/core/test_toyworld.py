@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from sliderspace_core.adapters import SliderAdapters
-from sliderspace_core.encoders import embed_images
-from sliderspace_core.pca import fit_pca
-from sliderspace_core.training import SliderTrainer, TrainConfig
+from sliderspace_core.common.encoders import embed_images
+from sliderspace_core.decompose.pca import fit_pca
+from sliderspace_core.sliderspace.adapters import SliderAdapters
+from sliderspace_core.sliderspace.training import SliderTrainer, TrainConfig
 from toyworld import train as tw_train
 from toyworld.host import build_host, karras_sigmas
 from toyworld.models import Denoiser, DenoiserConfig, Encoder, EncoderConfig, config_dict

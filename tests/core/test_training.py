@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from sliderspace_core.adapters import SliderAdapters
-from sliderspace_core.pca import fit_pca
-from sliderspace_core.training import SliderTrainer, TrainConfig, embed
+from sliderspace_core.decompose.pca import fit_pca
+from sliderspace_core.sliderspace.adapters import SliderAdapters
+from sliderspace_core.sliderspace.training import SliderTrainer, TrainConfig, embed
 from tests.core.toy_host import ToyHost
 
 
@@ -104,7 +104,7 @@ def test_same_seed_same_bank_and_loss_falls_and_sliders_align():
 
 
 def test_loss_by_tenth_averages_each_tenth_and_drops_nan():
-    from sliderspace_core.training import loss_by_tenth
+    from sliderspace_core.sliderspace.training import loss_by_tenth
 
     assert loss_by_tenth([]) == []
     assert loss_by_tenth([float(i) for i in range(20)]) == [i * 2 + 0.5 for i in range(10)]

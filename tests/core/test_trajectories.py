@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sliderspace_core.errors import InputError
-from sliderspace_core.trajectories import (
+from sliderspace_core.common.errors import InputError
+from sliderspace_core.sliderspace.trajectories import (
     LatentFacts,
     Trajectories,
     TrajectoryBuffer,

@@ -82,10 +82,10 @@ def build_bank(path: pathlib.Path, checkpoint: pathlib.Path, labels: list[str], 
 
     from tests.comfy.host import pack_module
 
-    ad, bk = pack_module("sliderspace_core.adapters"), pack_module("sliderspace_core.bank")
-    glue, bg = pack_module("nodes.train_glue"), pack_module("nodes.bank_glue")
+    ad, bk = pack_module("sliderspace_core.sliderspace.adapters"), pack_module("sliderspace_core.sliderspace.bank")
+    bg = pack_module("nodes.glue.family")
     model = comfy.sd.load_checkpoint_guess_config(str(checkpoint), output_vae=False, output_clip=False)[0]
-    modules = glue.target_modules(model.model.diffusion_model, "cross-attention k/v")
+    modules = bg.target_modules(model.model.diffusion_model, "cross-attention k/v")
     shapes = {n: (m.out_features, m.in_features) for n, m in modules.items()}
     adapters = ad.SliderAdapters(shapes, len(labels), seed=seed)
     with torch.no_grad():

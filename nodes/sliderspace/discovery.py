@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
-
-import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..sliderspace_core.encoders import Embeddings, check_finite, embed_images, embed_in_batches, load_open_clip
-from ..sliderspace_core.errors import InputError
-from ..sliderspace_core.pca import fit_pca
-from ..sliderspace_core.plots import scree_plot
-from ..sliderspace_core.trajectories import KEEP_MODES, select_steps, split_prompts
-from . import types as T
-from .comfy_glue import Progress, encode_text, node_errors, pick_encoder, sample_trajectories, vae_decoder
-
-OPEN_CLIP_FOLDER = "sliderspace_encoders"
-if OPEN_CLIP_FOLDER not in folder_paths.folder_names_and_paths:
-    folder_paths.add_model_folder_path(OPEN_CLIP_FOLDER, os.path.join(folder_paths.models_dir, OPEN_CLIP_FOLDER))
+from ...sliderspace_core.common.drawing import scree_plot
+from ...sliderspace_core.common.encoders import Embeddings, check_finite, embed_in_batches, load_open_clip
+from ...sliderspace_core.common.errors import InputError
+from ...sliderspace_core.decompose.pca import fit_pca
+from ...sliderspace_core.sliderspace.trajectories import KEEP_MODES, select_steps, split_prompts
+from .. import sockets as S
+from ..glue.encoders import pick_encoder, vae_decoder
+from ..glue.folders import OPEN_CLIP_FOLDER, full_path, listed
+from ..glue.sampling import encode_text, sample_trajectories
+from ..glue.ui import Progress, node_errors
 
 
 class TrajectorySampler(io.ComfyNode):
@@ -27,7 +23,7 @@ class TrajectorySampler(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceTrajectorySampler", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceTrajectorySampler", display_name=cls.NAME, category=S.CATEGORY,
             description="Samples trajectories for a concept and keeps the predicted clean latent x̂0 at the "
                         "chosen steps (SliderSpace keeps every step).",
             inputs=[
@@ -40,7 +36,7 @@ class TrajectorySampler(io.ComfyNode):
                              tooltip="How many sampling runs (the paper uses 1000+)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Trajectory i uses seed + i, as a batch-1 KSampler would."),
-                *T.sampling_inputs(),
+                *S.sampling_inputs(),
                 io.Int.Input("batch_size", default=4, min=1, max=4096, tooltip="Trajectories per sampler call."),
                 io.Combo.Input("keep_steps", options=list(KEEP_MODES), default="every step",
                                tooltip="Which steps' x̂0 to keep: every step (paper), every k-th, or final."),
@@ -48,7 +44,7 @@ class TrajectorySampler(io.ComfyNode):
                 io.Combo.Input("store_dtype", options=["float16", "float32"], default="float16",
                                tooltip="Storage precision of the kept latents (CPU memory)."),
             ],
-            outputs=[T.Trajectories.Output(display_name="trajectories"),
+            outputs=[S.Trajectories.Output(display_name="trajectories"),
                      io.Latent.Output(display_name="final_latent")],
         )
 
@@ -76,24 +72,21 @@ class LoadOpenClipEncoder(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceLoadOpenClipEncoder", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceLoadOpenClipEncoder", display_name=cls.NAME, category=S.CATEGORY,
             description=f"Optional: an open_clip image encoder (e.g. TinyCLIP) from models/{OPEN_CLIP_FOLDER}; "
                         "needs open_clip_torch installed. Never downloads.",
             inputs=[
                 io.String.Input("architecture", default="ViT-B-32", tooltip="open_clip model name."),
-                io.Combo.Input("file", options=folder_paths.get_filename_list(OPEN_CLIP_FOLDER) or [T.NONE_FOUND],
+                io.Combo.Input("file", options=listed(OPEN_CLIP_FOLDER),
                                tooltip="Weights file (.safetensors preferred; .pt/.bin loaded weights-only)."),
             ],
-            outputs=[T.ImageEncoder.Output(display_name="encoder")],
+            outputs=[S.ImageEncoder.Output(display_name="encoder")],
         )
 
     @classmethod
     def execute(cls, architecture, file) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            path = folder_paths.get_full_path(OPEN_CLIP_FOLDER, file) if file and file != T.NONE_FOUND else None
-            if not path:
-                raise InputError("file", f"{file!r} is not in models/{OPEN_CLIP_FOLDER}.",
-                                 "put the weights file there and refresh.")
+            path = full_path(OPEN_CLIP_FOLDER, file, "put the weights file there and refresh.")
             return io.NodeOutput(load_open_clip(architecture.strip(), path))
 
 
@@ -103,18 +96,18 @@ class ClipEmbed(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceClipEmbed", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceClipEmbed", display_name=cls.NAME, category=S.CATEGORY,
             description="Decodes every kept x̂0 (or takes an IMAGE batch) and embeds it with a CLIP image "
                         "encoder, streaming in batches. L2-normalised.",
             inputs=[
-                T.Trajectories.Input("trajectories", optional=True),
+                S.Trajectories.Input("trajectories", optional=True),
                 io.Vae.Input("vae", optional=True, tooltip="Decodes the trajectories' latents."),
                 io.Image.Input("images", optional=True, tooltip="Embed these instead of trajectories."),
                 io.ClipVision.Input("clip_vision", optional=True),
-                T.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                S.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
                 io.Int.Input("batch_size", default=16, min=1, max=4096, tooltip="Images decoded+embedded at once."),
             ],
-            outputs=[T.Embeddings.Output(display_name="embeddings")],
+            outputs=[S.Embeddings.Output(display_name="embeddings")],
         )
 
     @classmethod
@@ -151,17 +144,17 @@ class PcaDecompose(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpacePCADecompose", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpacePCADecompose", display_name=cls.NAME, category=S.CATEGORY,
             description="Principal directions of the embeddings: the basis each slider will be trained on.",
             inputs=[
-                T.Embeddings.Input("embeddings"),
+                S.Embeddings.Input("embeddings"),
                 io.Int.Input("n_components", default=32, min=1, max=4096,
                              tooltip="Directions to keep (the paper computes 100; usefulness fades after ~40)."),
                 io.Combo.Input("method", options=["auto", "exact", "randomized"], default="auto",
                                tooltip="auto: exact covariance for moderate dimensions, randomized otherwise."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="For the randomized method."),
             ],
-            outputs=[T.Basis.Output(display_name="basis"), io.Image.Output(display_name="scree_plot")],
+            outputs=[S.Basis.Output(display_name="basis"), io.Image.Output(display_name="scree_plot")],
         )
 
     @classmethod
@@ -175,4 +168,4 @@ class PcaDecompose(io.ComfyNode):
         return io.NodeOutput(basis, plot)
 
 
-__all__ = ["TrajectorySampler", "LoadOpenClipEncoder", "ClipEmbed", "PcaDecompose", "embed_images"]
+__all__ = ["TrajectorySampler", "LoadOpenClipEncoder", "ClipEmbed", "PcaDecompose"]

@@ -5,27 +5,18 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..sliderspace_core.adapters import SliderAdapters
-from ..sliderspace_core.bank import BankMeta, SliderBank
-from ..sliderspace_core.errors import InputError
-from ..sliderspace_core.plots import loss_picture, loss_plot
-from ..sliderspace_core.training import SliderTrainer, TrainConfig, loss_by_tenth
-from . import types as T
-from .bank_glue import model_facts
-from .comfy_glue import Progress, latent_facts, node_errors, pick_encoder
-from .train_glue import TARGET_PRESETS, frozen, run_in_comfy, schedule_sigmas, target_modules
+from ...sliderspace_core.common.drawing import loss_picture, loss_plot
+from ...sliderspace_core.common.errors import InputError
+from ...sliderspace_core.sliderspace.bank import BankMeta
+from ...sliderspace_core.sliderspace.training import TrainConfig, train_bank
+from .. import sockets as S
+from ..glue.autograd import frozen, run_in_comfy, schedule_sigmas
+from ..glue.encoders import pick_encoder
+from ..glue.family import TARGET_PRESETS, latent_facts, model_facts, target_modules
+from ..glue.ui import Progress, node_errors
 
 LIVE_UPDATES = 25
 """How often per run the node's preview shows the loss curve so far."""
-
-
-def split_held_out(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Last ~20 % of trajectories held out for the alignment score (all reused if fewer than 5)."""
-    n = latents.shape[0]
-    if n < 5:
-        return latents, latents
-    cut = n - max(1, n // 5)
-    return latents[:cut], latents[cut:]
 
 
 class TrainSliders(io.ComfyNode):
@@ -34,7 +25,7 @@ class TrainSliders(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceTrainSliders", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceTrainSliders", display_name=cls.NAME, category=S.CATEGORY,
             description="Trains one low-rank slider per basis direction so that turning it on moves the CLIP "
                         "embedding of x̂0 along that direction (loss 1 − cos). Base weights never change. "
                         "While it runs, the node's preview shows the loss curve so far.",
@@ -42,10 +33,10 @@ class TrainSliders(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Vae.Input("vae", tooltip="Decodes x̂0 for the encoder (same VAE as CLIP Embed used)."),
                 io.ClipVision.Input("clip_vision", optional=True),
-                T.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                S.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
                 io.Conditioning.Input("positive", tooltip="The concept prompt (CLIP Text Encode)."),
-                T.Basis.Input("basis"),
-                T.Trajectories.Input("trajectories", tooltip="Their final x̂0 are the training latents."),
+                S.Basis.Input("basis"),
+                S.Trajectories.Input("trajectories", tooltip="Their final x̂0 are the training latents."),
                 io.Int.Input("n_sliders", default=16, min=1, max=1024, tooltip="Top directions to train."),
                 io.Int.Input("iterations", default=1000, min=1, max=1_000_000,
                              tooltip="Optimizer steps (reference: 3000 for 16 sliders)."),
@@ -61,7 +52,7 @@ class TrainSliders(io.ComfyNode):
                 io.Boolean.Input("gradient_checkpointing", default=False,
                                  tooltip="Recompute decode+embed in backward: less memory, slower."),
             ],
-            outputs=[T.Bank.Output(display_name="bank"), io.Image.Output(display_name="loss_curve")],
+            outputs=[S.Bank.Output(display_name="bank"), io.Image.Output(display_name="loss_curve")],
         )
 
     @classmethod
@@ -70,9 +61,6 @@ class TrainSliders(io.ComfyNode):
                 clip_vision=None, encoder=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             enc = cls._encoder(clip_vision, encoder, basis)
-            if n_sliders > basis.n_components:
-                raise InputError("n_sliders", f"is {n_sliders} but the basis has {basis.n_components} components.",
-                                 f"lower n_sliders to {basis.n_components} or raise PCA n_components.")
             facts = latent_facts(model)
             if trajectories.latent.channels != facts.channels:
                 raise InputError("trajectories", f"hold {trajectories.latent.channels}-channel latents "
@@ -97,7 +85,6 @@ class TrainSliders(io.ComfyNode):
     def _train(model, vae, enc, positive, basis, traj, n_sliders, cfg, targets, pattern):
         diffusion = model.model.diffusion_model
         modules = target_modules(diffusion, targets, pattern)
-        shapes = {n: (m.out_features, m.in_features) for n, m in modules.items()}
         progress = Progress(cfg.iterations)
         every = max(1, cfg.iterations // LIVE_UPDATES)
 
@@ -106,38 +93,17 @@ class TrainSliders(io.ComfyNode):
             show = done % every == 0 or done == cfg.iterations
             progress(done, None, ("JPEG", loss_picture(losses), 640) if show else None)
 
-        state: dict = {}
+        meta = BankMeta(**model_facts(model, modules), encoder_id=enc.encoder_id, prompts=list(traj.prompts))
+        out: dict = {}
         with torch.inference_mode(False), torch.enable_grad():
             latents_vae = traj.x0[:, -1].float().clone()  # final x̂0 of every trajectory
-            directions = basis.components[:n_sliders].float().clone()
             sigmas = schedule_sigmas(model)
-            adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed)
 
             def run(host, latents_model):
-                dev = latents_model.device
-                adapters.to(dev)
-                train_lat, held_lat = split_held_out(latents_model.detach().clone())
-                trainer = SliderTrainer(host, adapters, directions, train_lat, sigmas.to(dev), cfg)
-                with frozen(diffusion), adapters.attached(modules):
-                    trainer.run(on_step=lambda i, loss: live(i, trainer.result.losses))
-                    state["align"] = trainer.alignment(held_lat)
-                    if cfg.bidirectional:
-                        state["align_neg"] = trainer.alignment(held_lat, scale=-1.0)
-                state["result"] = trainer.result
+                with frozen(diffusion):
+                    out["bank"] = train_bank(host, modules, basis, n_sliders, latents_model.detach().clone(), sigmas,
+                                             cfg, meta, live, {"targets": targets, "target_pattern": pattern})
 
             run_in_comfy(model, positive, latents_vae, vae, enc, run)
-        sliders = adapters.export_sliders()
-        for i, s in enumerate(sliders):
-            s.label = f"slider {i}"
-            s.direction = directions[i].cpu()
-            s.variance = float(basis.explained_variance[i])
-            s.alignment = float(state["align"][i])
-        res = state["result"]
-        config = dict(res.config, targets=targets, target_pattern=pattern, updates=res.updates,
-                      final_loss=res.losses[-1] if res.losses and res.losses[-1] == res.losses[-1] else None,
-                      loss_by_tenth=loss_by_tenth(res.losses))
-        if "align_neg" in state:
-            config["alignment_negative"] = [float(v) for v in state["align_neg"]]
-        meta = BankMeta(**model_facts(model, modules), encoder_id=enc.encoder_id, prompts=list(traj.prompts),
-                        config=config)
-        return SliderBank(sliders, meta), res.losses
+        bank, res = out["bank"]
+        return bank, res.losses

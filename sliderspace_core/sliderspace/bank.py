@@ -19,14 +19,15 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
-from .errors import InputError
-from .safefile import read_header, sanitize_name, write_safetensors
+from ..common.errors import InputError
+from ..common.lowrank import lora_scale
+from ..common.safefile import read_header, sanitize_name, write_safetensors
+from ..common.textspec import finite_number, parse_indexed
 
 __all__ = ["FORMAT_VERSION", "Slider", "BankMeta", "SliderBank", "family_group", "check_bank",
            "check_bank_fits", "save_bank", "load_bank", "read_bank_info", "parse_scales", "fingerprint_state",
@@ -74,7 +75,7 @@ class Slider:
     def delta(self, module: str, scale: float = 1.0) -> torch.Tensor:
         """``ΔW`` of ``module`` at ``scale`` (float32)."""
         up, down = self.up[module].float(), self.down[module].float()
-        return (scale * self.alpha / down.shape[0]) * (up @ down)
+        return (scale * lora_scale(self.alpha, down.shape[0])) * (up @ down)
 
 
 @dataclass
@@ -293,34 +294,12 @@ def load_bank(path: str, input_name: str = "file") -> SliderBank:
 
 # ---------------------------------------------------------------------------------- names, scales, hashes
 
-_ENTRY = re.compile(r"^\s*(-?\d+)\s*[:=]\s*(\S+)\s*$")
-
-
 def parse_scales(text: str, n_sliders: int) -> dict[int, float]:
     """Parse ``"0:1.5, 3:-2"`` (commas, semicolons or new lines between entries) → ``{0: 1.5, 3: -2.0}``."""
     fix = (f"write entries 'index:scale' separated by commas, e.g. '0:1.5, 3:-2', with index "
            f"0..{n_sliders - 1}.")
-    out: dict[int, float] = {}
-    for entry in re.split(r"[,;\n]", text or ""):
-        if not entry.strip():
-            continue
-        m = _ENTRY.match(entry)
-        if m is None:
-            raise InputError("scales", f"entry {entry.strip()!r} is not 'index:scale'.", fix)
-        i = int(m[1])
-        try:
-            s = float(m[2])
-        except ValueError:
-            raise InputError("scales", f"entry {entry.strip()!r}: {m[2]!r} is not a number.", fix) from None
-        if not math.isfinite(s):
-            raise InputError("scales", f"entry {entry.strip()!r}: the scale must be finite.", fix)
-        if not 0 <= i < n_sliders:
-            raise InputError("scales", f"slider index {i} is out of range: the bank has {n_sliders} "
-                             "slider(s).", fix)
-        if i in out:
-            raise InputError("scales", f"slider {i} is given twice.", "give each slider index once.")
-        out[i] = s
-    return out
+    return parse_indexed(text, n_sliders, "scales", lambda raw, entry: finite_number(raw, "scales",
+                         f"entry {entry!r}", fix), fix, what="index:scale", single_token=True)
 
 
 def fingerprint_state(named: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]],

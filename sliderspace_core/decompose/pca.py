@@ -15,9 +15,7 @@ runs, devices and row orders.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import InputError
+from ..common.errors import InputError
+from .directions import Directions
 
 PcaMethod = Literal["auto", "exact", "randomized"]
 EXACT_MAX_DIM = 4096
@@ -35,50 +34,8 @@ CHUNK_ROWS = 32768
 _NORM_EPS = 1e-12
 
 
-@dataclass
-class Basis:
-    """The PCA result for one concept: K orthonormal directions in an encoder's embedding space."""
-
-    components: Tensor
-    """(K, D) float32, unit rows, in decreasing order of variance, signs fixed by :func:`fix_signs`."""
-    explained_variance: Tensor
-    """(K,) float64, sample variance (denominator n - 1, as sklearn) along each component."""
-    explained_variance_ratio: Tensor
-    """(K,) float64, each variance as a share of the TOTAL variance over all D directions."""
-    mean: Tensor
-    """(D,) float32, the mean that was subtracted (of the normalised rows when ``normalize``)."""
-    n_samples: int
-    """Number of embeddings the basis was fitted on."""
-    encoder_id: str = ""
-    """Which image encoder made the embeddings; sliders trained on it must use the same one."""
-    method: str = ""
-    """``"exact"`` or ``"randomized"``."""
-    source: dict = field(default_factory=dict)
-    """Free-form, JSON-able provenance (e.g. ``normalize``, ``streamed``, ``seed``)."""
-
-    @property
-    def n_components(self) -> int:
-        return int(self.components.shape[0])
-
-    def to_state(self, prefix: str = "basis.") -> tuple[dict[str, Tensor], dict[str, str]]:
-        """Split into safetensors parts: contiguous CPU tensors and string metadata."""
-        tensors = {f"{prefix}{k}": getattr(self, k).detach().cpu().contiguous() for k in _TENSOR_FIELDS}
-        meta = {f"{prefix}n_samples": str(self.n_samples), f"{prefix}encoder_id": self.encoder_id,
-                f"{prefix}method": self.method, f"{prefix}source": json.dumps(self.source, sort_keys=True)}
-        return tensors, meta
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, Tensor], metadata: dict[str, str],
-                   prefix: str = "basis.") -> Basis:
-        """Inverse of :meth:`to_state`."""
-        return cls(**{k: tensors[f"{prefix}{k}"] for k in _TENSOR_FIELDS},
-                   n_samples=int(metadata[f"{prefix}n_samples"]),
-                   encoder_id=metadata.get(f"{prefix}encoder_id", ""),
-                   method=metadata.get(f"{prefix}method", ""),
-                   source=json.loads(metadata.get(f"{prefix}source", "{}")))
-
-
-_TENSOR_FIELDS = ("components", "explained_variance", "explained_variance_ratio", "mean")
+Basis = Directions
+"""The PCA result: :class:`Directions` in an image encoder's embedding space (SliderSpace's basis)."""
 
 
 def fix_signs(components: Tensor) -> Tensor:
@@ -270,7 +227,7 @@ def _make_basis(comps: Tensor, var: Tensor, total: Tensor, mean: Tensor, n: int,
     var = var.double().cpu()
     return Basis(components=comps.float().cpu().contiguous(), explained_variance=var,
                  explained_variance_ratio=var / total, mean=mean.float().cpu(), n_samples=n,
-                 encoder_id=encoder_id, method=method, source=source)
+                 space=encoder_id, method=method, source=source)
 
 
 # ----------------------------------------------------------------------------- randomized

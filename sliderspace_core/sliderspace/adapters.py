@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..common.lowrank import lora_hook, lora_scale
 from .bank import Slider
-from .sparse import per_item_lora
 
 
 def _key(name: str) -> str:
@@ -52,20 +52,19 @@ class SliderAdapters(nn.Module):
     def _hook(self, name: str):
         k = _key(name)
 
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        def factors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
             if self._sel is None:
                 return None
-            x = inputs[0]
             n_items = self._sel.shape[0]
             if x.shape[0] % n_items:
                 raise RuntimeError(f"slider adapters: batch {x.shape[0]} is not a multiple of {n_items} items")
             rep = x.shape[0] // n_items  # e.g. cond/uncond stacked by the sampler
             sel, scale = self._sel.repeat(rep), self._scale.repeat(rep)
-            down = self.down[k][sel]                                            # [B, r, in]
-            up = self.up[k][sel] * (scale * self.alpha / self.rank).view(-1, 1, 1)  # [B, out, r]
-            return output + per_item_lora(x, down, up).reshape(output.shape).to(output.dtype)
+            down = self.down[k][sel]                                                         # [B, r, in]
+            up = self.up[k][sel] * (scale * lora_scale(self.alpha, self.rank)).view(-1, 1, 1)  # [B, out, r]
+            return down, up
 
-        return hook
+        return lora_hook(factors)
 
     @contextlib.contextmanager
     def attached(self, modules: dict[str, nn.Module]) -> Iterator[None]:

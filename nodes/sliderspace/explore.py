@@ -5,21 +5,16 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from ..sliderspace_core.encoders import check_finite, embed_in_batches
-from ..sliderspace_core.grid import (
-    compose_grid,
-    grid_cells,
-    grid_positions,
-    parse_scale_list,
-    parse_slider_list,
-)
-from ..sliderspace_core.labels import parse_labels, with_labels
-from ..sliderspace_core.metrics import diversity
-from ..sliderspace_core.schedule import check_window
-from . import types as T
-from .apply_glue import render_cells
-from .bank_glue import check_bank_for_model
-from .comfy_glue import Progress, node_errors, pick_encoder
+from ...sliderspace_core.common.drawing import compose_grid
+from ...sliderspace_core.common.encoders import check_finite, embed_in_batches
+from ...sliderspace_core.common.metrics import diversity
+from ...sliderspace_core.sliderspace.grid import grid_cells, grid_positions, parse_scale_list, parse_slider_list
+from ...sliderspace_core.sliderspace.labels import parse_labels, with_labels
+from .. import sockets as S
+from ..glue.encoders import pick_encoder
+from ..glue.family import check_bank_for_model
+from ..glue.sampling import render_cells
+from ..glue.ui import Progress, node_errors
 
 
 def _row_label(bank, i: int) -> str:
@@ -33,13 +28,13 @@ class SliderGrid(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceSliderGrid", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceSliderGrid", display_name=cls.NAME, category=S.CATEGORY,
             description="One image per slider and scale from the same seed: rows are sliders, columns scales. "
                         "The scale-0 column (no slider) is sampled once and shared by every row.",
             inputs=[
                 io.Model.Input("model"),
                 io.Vae.Input("vae"),
-                T.Bank.Input("bank"),
+                S.Bank.Input("bank"),
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative"),
                 io.String.Input("sliders", default="0,1,2,3",
@@ -48,7 +43,7 @@ class SliderGrid(io.ComfyNode):
                                 tooltip="Scales for the columns (the paper explores ±2; 0 = no slider)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Every cell uses this seed, so cells differ only by the slider."),
-                *T.sampling_inputs(),
+                *S.sampling_inputs(),
                 io.Float.Input("start_percent", default=0.2, min=0.0, max=1.0, step=0.01,
                                tooltip="Sliders switch on at this point of the schedule (keeps the composition)."),
             ],
@@ -60,7 +55,6 @@ class SliderGrid(io.ComfyNode):
     def execute(cls, model, vae, bank, positive, negative, sliders, scales, seed, steps, cfg, sampler_name,
                 scheduler, width, height, start_percent) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            check_window(start_percent, 1.0)
             check_bank_for_model(bank, model)
             rows = parse_slider_list(sliders, len(bank))
             cols = parse_scale_list(scales)
@@ -80,16 +74,16 @@ class LabelBank(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceLabelBank", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceLabelBank", display_name=cls.NAME, category=S.CATEGORY,
             description="Names sliders (the names appear in the grid and in saved banks and LoRAs). Returns a "
                         "new bank; the input bank is unchanged.",
             inputs=[
-                T.Bank.Input("bank"),
+                S.Bank.Input("bank"),
                 io.String.Input("labels", multiline=True, default="",
                                 tooltip="'0: smiling, 3: older', or one label per line in slider order (an "
                                         "empty line keeps that slider's label)."),
             ],
-            outputs=[T.Bank.Output(display_name="bank")],
+            outputs=[S.Bank.Output(display_name="bank")],
         )
 
     @classmethod
@@ -104,14 +98,14 @@ class DiversityScore(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceDiversityScore", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceDiversityScore", display_name=cls.NAME, category=S.CATEGORY,
             description="Mean pairwise distance (1 − cos) between the images' CLIP embeddings: higher = more "
                         "diverse (the papers' diversity, with a CLIP image encoder instead of DreamSim).",
             is_output_node=True,
             inputs=[
                 io.Image.Input("images", tooltip="A batch of at least 2 images."),
                 io.ClipVision.Input("clip_vision", optional=True),
-                T.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                S.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
                 io.Int.Input("batch_size", default=16, min=1, max=4096, tooltip="Images embedded at once."),
             ],
             outputs=[io.Float.Output(display_name="diversity"), io.String.Output(display_name="summary")],
@@ -130,4 +124,4 @@ class DiversityScore(io.ComfyNode):
         return io.NodeOutput(score, text, ui=ui.PreviewText(text))
 
 
-__all__ = ["SliderGrid", "LabelBank", "DiversityScore", "render_cells"]
+__all__ = ["SliderGrid", "LabelBank", "DiversityScore"]

@@ -1,4 +1,5 @@
-"""ComfyUI facts a slider bank needs: family, architecture, module shapes, fingerprint, diffusers names.
+"""The model family and what follows from it: family name, latent facts, architecture, module shapes,
+fingerprint, slider target presets, and ComfyUI's diffusers name maps.
 
 The name maps come from ComfyUI itself (``comfy.utils.unet_to_diffusers`` / ``flux_to_diffusers``), the
 same tables its LoRA loader uses, so exported keys match what LoraLoader looks up.
@@ -7,17 +8,28 @@ same tables its LoRA loader uses, so exported keys match what LoraLoader looks u
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 
 import comfy.utils
+from torch import nn
 
-from ..sliderspace_core.bank import SliderBank, check_bank_fits, family_group, fingerprint_state
-from ..sliderspace_core.export import UNET_GROUPS, DiffusersNames, Target
+from ...sliderspace_core.common.errors import InputError
+from ...sliderspace_core.sliderspace.bank import SliderBank, check_bank_fits, family_group, fingerprint_state
+from ...sliderspace_core.sliderspace.export import UNET_GROUPS, DiffusersNames, Target
+from ...sliderspace_core.sliderspace.trajectories import LatentFacts
 
 
 def model_family(model) -> str:
     """ComfyUI model-config class name of a MODEL (``SD15``, ``SDXL``, ``Flux``, ...)."""
     return type(model.model.model_config).__name__
+
+
+def latent_facts(model) -> LatentFacts:
+    """Family, latent format and channel count of a MODEL's latents (what decoding them needs)."""
+    fmt = model.get_model_object("latent_format")
+    return LatentFacts(family=model_family(model), latent_format=type(fmt).__name__,
+                       channels=int(fmt.latent_channels))
 
 
 def model_architecture(model) -> dict:
@@ -83,3 +95,26 @@ def diffusers_names(family: str, architecture: dict) -> DiffusersNames | None:
             names.setdefault(key[: -len(".weight")], []).append(Target(diff[: -len(".weight")], start, rows))
         return names
     return None
+
+
+TARGET_PRESETS: dict[str, str] = {
+    "cross-attention k/v": r"(^|\.)attn2\.to_(k|v)$",
+    "all attention projections": r"(^|\.)(attn\d?\.(to_(q|k|v)|to_out\.0)|(img|txt)_attn\.(qkv|proj)"
+                                 r"|(linear1|linear2))$",
+    "pattern": "",
+}
+
+
+def target_modules(diffusion_model: nn.Module, preset: str, pattern: str = "") -> dict[str, nn.Linear]:
+    """Linear modules of the denoiser selected by a preset or a user regex (ComfyUI names)."""
+    regex = pattern.strip() if preset == "pattern" else TARGET_PRESETS.get(preset, "")
+    try:
+        rx = re.compile(regex)
+    except re.error as e:
+        raise InputError("target_pattern", f"is not a valid regular expression ({e}).",
+                         r"write a Python regex such as attn2\.to_(k|v)$.") from None
+    found = {n: m for n, m in diffusion_model.named_modules() if isinstance(m, nn.Linear) and rx.search(n)}
+    if not regex or not found:
+        raise InputError("targets", f"no linear module of this model matches {regex!r}.",
+                         "choose 'all attention projections' (e.g. for FLUX) or write a matching pattern.")
+    return found

@@ -1,4 +1,4 @@
-"""ComfyUI side of slider training: the host protocol over a ModelPatcher, VAE and CLIP vision.
+"""Autograd inside ComfyUI: the core training host over a ModelPatcher, VAE and image encoder.
 
 Training runs inside ``guider.sample`` with a custom ``Sampler`` (the idiom of ComfyUI's own
 ``nodes_train.py``), so ComfyUI loads the model, processes the conditioning for any model family and
@@ -9,7 +9,6 @@ forward hooks that exist only while training runs; base weights are never writte
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterator
 
 import comfy.model_management as mm
@@ -17,30 +16,6 @@ import comfy.samplers
 import torch
 from comfy_extras.nodes_custom_sampler import Guider_Basic
 from torch import nn
-
-from ..sliderspace_core.errors import InputError
-
-TARGET_PRESETS: dict[str, str] = {
-    "cross-attention k/v": r"(^|\.)attn2\.to_(k|v)$",
-    "all attention projections": r"(^|\.)(attn\d?\.(to_(q|k|v)|to_out\.0)|(img|txt)_attn\.(qkv|proj)"
-                                 r"|(linear1|linear2))$",
-    "pattern": "",
-}
-
-
-def target_modules(diffusion_model: nn.Module, preset: str, pattern: str = "") -> dict[str, nn.Linear]:
-    """Linear modules of the denoiser selected by a preset or a user regex (ComfyUI names)."""
-    regex = pattern.strip() if preset == "pattern" else TARGET_PRESETS.get(preset, "")
-    try:
-        rx = re.compile(regex)
-    except re.error as e:
-        raise InputError("target_pattern", f"is not a valid regular expression ({e}).",
-                         r"write a Python regex such as attn2\.to_(k|v)$.") from None
-    found = {n: m for n, m in diffusion_model.named_modules() if isinstance(m, nn.Linear) and rx.search(n)}
-    if not regex or not found:
-        raise InputError("targets", f"no linear module of this model matches {regex!r}.",
-                         "choose 'all attention projections' (e.g. for FLUX) or write a matching pattern.")
-    return found
 
 
 @contextlib.contextmanager

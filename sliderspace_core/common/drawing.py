@@ -1,16 +1,10 @@
-"""Slider grid (SliderSpace §1 step 5, exploration): rows = sliders, columns = scales, one seed.
-
-Scale 0 means "no slider" whatever the row, so the scale-0 column is ONE shared cell: it is rendered
-once and shown in every row. Pure: the node layer renders the cells, this module plans and composes them.
-"""
+"""Pictures as ComfyUI IMAGE tensors ``[1, H, W, 3]`` in [0, 1], drawn with Pillow only: plots (scree,
+loss) and labelled image grids, on one canvas style."""
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,97 +14,108 @@ from .errors import InputError
 
 BG = (24, 24, 28)
 FG = (220, 220, 225)
+GRID = (60, 60, 68)
+BAR = (90, 160, 240)
+LINE = (250, 170, 60)
 
 
-class Cell(NamedTuple):
-    """What one grid image shows: ``slider`` at ``scale``; ``slider is None`` is the plain model."""
-
-    slider: int | None
-    scale: float
+def _to_image_tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)[None]
 
 
-ZERO = Cell(None, 0.0)
+def _font(size: int | None = None) -> ImageFont.ImageFont:
+    """Pillow's default font; ``size`` px where Pillow can scale it (≥ 10.1), else the bitmap font."""
+    if size is None:
+        return ImageFont.load_default()
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        return ImageFont.load_default()
 
 
-def cell_at(slider: int, scale: float) -> Cell:
-    """The cell shown at row ``slider``, column ``scale`` (the shared :data:`ZERO` cell for scale 0)."""
-    return ZERO if scale == 0 else Cell(int(slider), float(scale))
+def blank(width: int, height: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """The pack's dark canvas and a drawing context on it."""
+    img = Image.new("RGB", (width, height), BG)
+    return img, ImageDraw.Draw(img)
 
 
-def grid_positions(sliders: Sequence[int], scales: Sequence[float]) -> dict[tuple[int, int], Cell]:
-    """``(row, col) → Cell`` for every grid position, row-major."""
-    return {(r, c): cell_at(i, s) for r, i in enumerate(sliders) for c, s in enumerate(scales)}
+def _canvas(width: int, height: int, title: str, box: tuple[int, int, int, int]):
+    """A dark canvas with a title and a framed plot area ``box = (left, right, top, bottom)``."""
+    img, d = blank(width, height)
+    font = _font()
+    d.text((box[0], 8), title, fill=FG, font=font)
+    d.rectangle([box[0], box[2], box[1], box[3]], outline=GRID)
+    return img, d, font
 
 
-def grid_cells(sliders: Sequence[int], scales: Sequence[float]) -> list[Cell]:
-    """The distinct cells to render, in row-major order of first appearance (scale 0 only once)."""
-    return list(dict.fromkeys(grid_positions(sliders, scales).values()))
+def scree_plot(ratios: Sequence[float], title: str = "PCA explained variance",
+               width: int = 640, height: int = 360) -> torch.Tensor:
+    """Bars: explained-variance ratio per component; line: cumulative ratio (right axis, 0–100 %)."""
+    r = np.asarray([float(v) for v in ratios], dtype=np.float64)
+    left, right, top, bottom = 56, width - 48, 30, height - 36
+    img, d, font = _canvas(width, height, title, (left, right, top, bottom))
+    if r.size == 0:
+        return _to_image_tensor(img)
+    ymax = max(float(r.max()), 1e-12) * 1.1
+    for frac in (0.25, 0.5, 0.75, 1.0):
+        y = bottom - frac * (bottom - top)
+        d.line([left, y, right, y], fill=GRID)
+        d.text((4, y - 6), f"{frac * ymax * 100:.1f}%", fill=FG, font=font)
+        d.text((right + 4, y - 6), f"{frac * 100:.0f}%", fill=LINE, font=font)
+    n = r.size
+    slot = (right - left) / n
+    cum = np.cumsum(r)
+    pts = []
+    for i, v in enumerate(r):
+        x0 = left + i * slot + slot * 0.15
+        x1 = left + (i + 1) * slot - slot * 0.15
+        y = bottom - (v / ymax) * (bottom - top)
+        d.rectangle([x0, y, max(x1, x0 + 1), bottom], fill=BAR)
+        pts.append((left + (i + 0.5) * slot, bottom - min(cum[i], 1.0) * (bottom - top)))
+    if len(pts) > 1:
+        d.line(pts, fill=LINE, width=2)
+    step = max(1, int(np.ceil(n / 16)))
+    for i in range(0, n, step):
+        d.text((left + (i + 0.3) * slot, bottom + 4), str(i), fill=FG, font=font)
+    d.text((left, height - 16), f"component (0..{n - 1})   total explained: {cum[-1] * 100:.1f}%",
+           fill=FG, font=font)
+    return _to_image_tensor(img)
 
 
-# ------------------------------------------------------------------------------------------------- parsing
-
-_SEP = re.compile(r"[,;\s]+")
-
-
-def parse_scale_list(text: str) -> list[float]:
-    """``"-2, -1, 0, 1, 2"`` → ``[-2.0, -1.0, 0.0, 1.0, 2.0]`` (commas, semicolons or spaces; order kept)."""
-    fix = "write numbers separated by commas, e.g. '-2, -1, 0, 1, 2' (0 = no slider)."
-    out: list[float] = []
-    for tok in _SEP.split((text or "").strip()):
-        if not tok:
-            continue
-        try:
-            v = float(tok)
-        except ValueError:
-            raise InputError("scales", f"{tok!r} is not a number.", fix) from None
-        if not math.isfinite(v):
-            raise InputError("scales", f"{tok!r} is not a finite number.", fix)
-        v = v + 0.0  # -0.0 → 0.0
-        if v in out:
-            raise InputError("scales", f"scale {v:g} is listed twice.", "list each scale once.")
-        out.append(v)
-    if not out:
-        raise InputError("scales", "lists no scale.", fix)
-    return out
+def loss_plot(losses: Sequence[float], title: str = "slider training loss  (1 - cos)",
+              width: int = 640, height: int = 300) -> torch.Tensor:
+    """Per-step loss (thin) and its running mean (bold) against the step, as an IMAGE tensor."""
+    return _to_image_tensor(loss_picture(losses, title, width, height))
 
 
-_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+def loss_picture(losses: Sequence[float], title: str = "slider training loss  (1 - cos)",
+                 width: int = 640, height: int = 300) -> Image.Image:
+    """The loss curve as a PIL image (also the live preview while training runs)."""
+    y = np.asarray([float(v) for v in losses], dtype=np.float64)
+    left, right, top, bottom = 56, width - 16, 30, height - 30
+    img, d, font = _canvas(width, height, title, (left, right, top, bottom))
+    if y.size == 0:
+        return img
+    hi = max(float(y.max()), 1e-9) * 1.05
+    for frac in (0.0, 0.5, 1.0):
+        yy = bottom - frac * (bottom - top)
+        d.line([left, yy, right, yy], fill=GRID)
+        d.text((4, yy - 6), f"{frac * hi:.3f}", fill=FG, font=font)
+
+    def pts(v: np.ndarray) -> list[tuple[float, float]]:
+        xs = np.linspace(left, right, num=max(len(v), 2))[: len(v)]
+        return [(float(x), float(bottom - (val / hi) * (bottom - top))) for x, val in zip(xs, v, strict=True)]
+
+    if y.size > 1:
+        d.line(pts(y), fill=GRID if y.size > 50 else BAR, width=1)
+        w = max(1, y.size // 20)
+        smooth = np.convolve(y, np.ones(w) / w, mode="valid")
+        d.line(pts(smooth), fill=LINE, width=2)
+    d.text((left, height - 16), f"step 1..{y.size}   first {y[0]:.3f}   last {y[-1]:.3f}", fill=FG, font=font)
+    return img
 
 
-def parse_slider_list(text: str, n_sliders: int) -> list[int]:
-    """``"0,1,2"``, ``"0-3, 7"`` or ``"all"`` → slider indices in the given order."""
-    fix = f"write indices 0..{n_sliders - 1} separated by commas (ranges like '0-3' work), or 'all'."
-    text = (text or "").strip()
-    if text.lower() == "all":
-        return list(range(n_sliders))
-    out: list[int] = []
-    for tok in re.split(r"[,;\n]+", text):
-        tok = tok.strip()
-        if not tok:
-            continue
-        m = _RANGE.match(tok)
-        if m:
-            lo, hi = int(m[1]), int(m[2])
-            if lo > hi:
-                raise InputError("sliders", f"range {tok!r} runs backwards.", "write ranges low-high, e.g. '0-3'.")
-            idx = list(range(lo, hi + 1))
-        elif tok.lstrip("-").isdigit():
-            idx = [int(tok)]
-        else:
-            raise InputError("sliders", f"{tok!r} is not a slider index.", fix)
-        for i in idx:
-            if not 0 <= i < n_sliders:
-                raise InputError("sliders", f"slider index {i} is out of range: the bank has {n_sliders} "
-                                 "slider(s).", fix)
-            if i in out:
-                raise InputError("sliders", f"slider {i} is listed twice.", "list each slider once.")
-            out.append(i)
-    if not out:
-        raise InputError("sliders", "lists no slider.", fix)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------- layout
+# ------------------------------------------------------------------------------------------- image grids
 
 @dataclass(frozen=True)
 class GridLayout:
@@ -143,13 +148,6 @@ def grid_layout(rows: int, cols: int, cell_h: int, cell_w: int) -> GridLayout:
     high, left band 8 fonts wide, gap ``max(2, font/4)``."""
     fs = int(min(40, max(10, round(min(cell_h, cell_w) / 16))))
     return GridLayout(rows, cols, cell_h, cell_w, fs, top=2 * fs, left=8 * fs, gap=max(2, fs // 4))
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
-        return ImageFont.load_default()
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, max_lines: int) -> list[str]:
@@ -201,8 +199,7 @@ def compose_grid(images: Mapping[tuple[int, int], torch.Tensor], row_labels: Seq
                          "pass one decoded image per cell.")
     h, w = int(first.shape[0]), int(first.shape[1])
     lay = grid_layout(rows, cols, h, w)
-    canvas = Image.new("RGB", (lay.width, lay.height), BG)
-    draw = ImageDraw.Draw(canvas)
+    canvas, draw = blank(lay.width, lay.height)
     font = _font(lay.font_size)
     line_h = int(lay.font_size * 1.2)
     for c, text in enumerate(col_labels):
@@ -215,7 +212,7 @@ def compose_grid(images: Mapping[tuple[int, int], torch.Tensor], row_labels: Seq
         y0 = y + max(0, (h - line_h * len(lines)) // 2)
         for k, line in enumerate(lines):
             draw.text((lay.font_size // 2, y0 + k * line_h), line, fill=FG, font=font)
-    out = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0)
+    out = _to_image_tensor(canvas)[0]
     for (r, c), img in images.items():
         if not (0 <= r < rows and 0 <= c < cols):
             raise InputError("images", f"grid cell {(r, c)} lies outside the {rows}×{cols} grid.",

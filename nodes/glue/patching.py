@@ -8,17 +8,11 @@ number of sliders. The input MODEL is cloned, never mutated; re-applying replace
 
 from __future__ import annotations
 
-import comfy.model_management as mm
 import comfy.patcher_extension
-import comfy.sample
-import latent_preview
 import torch
 
-from ..sliderspace_core.export import merge_sliders
-from ..sliderspace_core.grid import ZERO, Cell
-from ..sliderspace_core.schedule import SigmaWindow
-from ..sliderspace_core.sparse import per_item_lora
-from .comfy_glue import Progress, vae_decoder
+from ...sliderspace_core.common.lowrank import Factors, WeightMerge, dense, lora_hook, lora_scale
+from ...sliderspace_core.common.schedule import SigmaWindow
 
 PACK_KEY = "sliderspace"
 
@@ -49,8 +43,7 @@ def _weight_fn(gate: _Gate, up: torch.Tensor, down: torch.Tensor):
         key = (weight.dtype, weight.device)
         d = cache.get(key)
         if d is None:
-            d = cache[key] = (up.to(weight.device, torch.float32) @ down.to(weight.device, torch.float32)).to(
-                weight.dtype)
+            d = cache[key] = dense((up, down), weight)
         return weight + d
 
     return fn
@@ -78,25 +71,19 @@ class _InPlaceMerge:
     up); when it closes, or sampling ends for any reason, copy the originals back bit for bit. Zero cost
     per forward. Used for plain float weights; quantized ones take the weight-wrapper path instead."""
 
-    def __init__(self, window: SigmaWindow, deltas: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def __init__(self, window: SigmaWindow, deltas: dict[str, Factors]) -> None:
         self.window, self.deltas = window, deltas
-        self.backup: dict[str, torch.Tensor] = {}
+        self.merge = WeightMerge()
         self.model = None
 
     def _set(self, on: bool) -> None:
-        if on == bool(self.backup) or self.model is None:
+        if on == self.merge.merged or self.model is None:
             return
-        dm = self.model.diffusion_model
-        with torch.no_grad():
-            if on:
-                for name, (up, down) in self.deltas.items():
-                    w = dm.get_submodule(name).weight
-                    self.backup[name] = w.detach().clone()
-                    w.add_((up.to(w.device, torch.float32) @ down.to(w.device, torch.float32)).to(w.dtype))
-            else:
-                for name, original in self.backup.items():
-                    dm.get_submodule(name).weight.copy_(original)
-                self.backup.clear()
+        if on:
+            dm = self.model.diffusion_model
+            self.merge.merge({n: dm.get_submodule(n).weight for n in self.deltas}, self.deltas)
+        else:
+            self.merge.restore()
 
     def apply_wrapper(self, executor, x, t, *args, **kwargs):
         self.model = executor.class_obj
@@ -152,8 +139,8 @@ class _PerItemSliders:
         self.model, self.window, self.subset = model, window, subset
         self.names = bank.modules
         self.down = {n: torch.stack([s.down[n].float() for s in bank.sliders]) for n in self.names}
-        self.up = {n: torch.stack([s.up[n].float() * (s.alpha / s.down[n].shape[0]) for s in bank.sliders])
-                   for n in self.names}
+        self.up = {n: torch.stack([s.up[n].float() * lora_scale(s.alpha, s.down[n].shape[0])
+                               for s in bank.sliders]) for n in self.names}
         self._items: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._cache: dict[tuple, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -187,21 +174,13 @@ class _PerItemSliders:
         chunks = max(1, len(transformer_options.get("cond_or_uncond", [0])))
         factors = self._factors(x.shape[0], x.shape[0] // chunks, x.device)
         dm = self.model.model.diffusion_model
-        handles = [dm.get_submodule(name).register_forward_hook(_hook(*factors[name])) for name in self.names]
+        handles = [dm.get_submodule(name).register_forward_hook(lora_hook(lambda x, f=factors[name]: f))
+                   for name in self.names]
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
             for h in handles:
                 h.remove()
-
-
-def _hook(down: torch.Tensor, up: torch.Tensor):
-    def hook(module, inputs, output):
-        x = inputs[0]
-        d, u = down.to(x.device), up.to(x.device)
-        return output + per_item_lora(x, d, u).reshape(output.shape).to(output.dtype)
-
-    return hook
 
 
 def apply_per_item(model, bank, subset, start_percent: float, end_percent: float, tag: str = "sparse"):
@@ -210,35 +189,3 @@ def apply_per_item(model, bank, subset, start_percent: float, end_percent: float
     if not window.empty:
         m.add_wrapper_with_key(APPLY, key, _PerItemSliders(m, bank, window, subset).wrapper)
     return m
-
-
-def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: int, steps: int, cfg: float,
-                 sampler_name: str, scheduler: str, width: int, height: int,
-                 start_percent: float) -> dict[Cell, torch.Tensor]:
-    """Sample and decode every cell from the SAME noise; ``ZERO`` is the model without sliders.
-
-    Returns ``Cell → [H, W, 3]`` images (first frame for video VAEs).
-    """
-    empty = torch.zeros([1, 4, height // 8, width // 8], device=mm.intermediate_device())
-    latent = comfy.sample.fix_empty_latent_channels(model, empty)
-    noise = comfy.sample.prepare_noise(latent, seed)
-    vae_decoder(vae, None, int(latent.shape[1]))  # refuses a VAE of another model family
-    previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
-    progress = Progress(len(cells) * steps)
-    out: dict[Cell, torch.Tensor] = {}
-    for k, cell in enumerate(cells):
-        deltas = {}
-        if cell != ZERO:
-            deltas = merge_sliders(bank, {cell.slider: cell.scale})
-        patched = apply_deltas(model, deltas, start_percent, 1.0, tag="grid")
-
-        def callback(step: int, x0: torch.Tensor, x: torch.Tensor, total: int, base: int = k * steps) -> None:
-            preview = previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None
-            progress(base + step + 1, None, preview)
-
-        samples = comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, positive, negative,
-                                      latent, callback=callback, disable_pbar=True, seed=seed)
-        images = vae.decode(samples)  # as stock VAEDecode does, so the zero cell matches it bit for bit
-        out[cell] = images.reshape(-1, *images.shape[-3:])[0, ..., :3].float().cpu()
-        progress((k + 1) * steps)
-    return out

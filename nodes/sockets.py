@@ -10,7 +10,6 @@ ImageEncoder = io.Custom("SLIDERSPACE_IMAGE_ENCODER")
 Bank = io.Custom("SLIDERSPACE_BANK")
 
 CATEGORY = "SliderSpace"
-NONE_FOUND = "(none found)"  # combo placeholder for an empty model folder; execute then names the fix
 
 
 def sampling_inputs() -> list:

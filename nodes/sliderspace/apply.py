@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..sliderspace_core.bank import parse_scales
-from ..sliderspace_core.export import merge_sliders
-from ..sliderspace_core.schedule import check_window
-from ..sliderspace_core.sparse import SparseSpec, describe, draw_subset
-from . import types as T
-from .apply_glue import apply_deltas, apply_per_item
-from .bank_glue import check_bank_for_model
-from .comfy_glue import node_errors
+from ...sliderspace_core.sliderspace.bank import parse_scales
+from ...sliderspace_core.sliderspace.export import merge_sliders
+from ...sliderspace_core.sliderspace.random_sliders import SparseSpec, describe, draw_subset
+from .. import sockets as S
+from ..glue.family import check_bank_for_model
+from ..glue.patching import apply_deltas, apply_per_item
+from ..glue.ui import node_errors
 
 
 class ApplySliderBank(io.ComfyNode):
@@ -20,12 +19,12 @@ class ApplySliderBank(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceApplySliderBank", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceApplySliderBank", display_name=cls.NAME, category=S.CATEGORY,
             description="Turns sliders of a bank on at chosen scales, only between start_percent and end_percent "
                         "(starting after the first steps keeps the composition). Composes with LoRAs.",
             inputs=[
                 io.Model.Input("model"),
-                T.Bank.Input("bank"),
+                S.Bank.Input("bank"),
                 io.String.Input("scales", multiline=True, default="0:1.0",
                                 tooltip="index:scale pairs, e.g. '0:1.5, 3:-2' (the paper explores ±2)."),
                 io.Float.Input("multiplier", default=1.0, min=-10.0, max=10.0, step=0.05,
@@ -41,7 +40,6 @@ class ApplySliderBank(io.ComfyNode):
     @classmethod
     def execute(cls, model, bank, scales, multiplier, start_percent, end_percent) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            check_window(start_percent, end_percent)
             check_bank_for_model(bank, model)
             chosen = {i: s * multiplier for i, s in parse_scales(scales, len(bank)).items()}
             chosen = {i: s for i, s in chosen.items() if s != 0.0}
@@ -58,12 +56,12 @@ class RandomSparseSliders(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceRandomSparseSliders", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceRandomSparseSliders", display_name=cls.NAME, category=S.CATEGORY,
             description="Each generation gets k random sliders of the bank (SliderSpace's diversity mode). Item j "
                         "of a batch uses seed + j, exactly like a single run with that seed.",
             inputs=[
                 io.Model.Input("model"),
-                T.Bank.Input("bank"),
+                S.Bank.Input("bank"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
                 io.Int.Input("k", default=3, min=1, max=1024, tooltip="Sliders per generation (paper: 3)."),
                 io.Combo.Input("distribution", options=["fixed", "uniform"], default="fixed",
@@ -83,7 +81,6 @@ class RandomSparseSliders(io.ComfyNode):
     def execute(cls, model, bank, seed, k, distribution, scale, min_scale, random_sign, start_percent,
                 end_percent, batch_size) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            check_window(start_percent, end_percent)
             check_bank_for_model(bank, model)
             spec = SparseSpec(k, distribution, scale, min_scale, random_sign)
             spec.check(len(bank))

@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from .errors import InputError
+from ..common.errors import InputError
 
 KeepMode = Literal["every step", "every k-th step", "final only"]
 KEEP_MODES: tuple[str, ...] = ("every step", "every k-th step", "final only")

@@ -10,18 +10,22 @@ one forward/backward per slider as the reference does (kept as the benchmark bas
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..common.encoders import ImageEncoder, preprocess
+from ..common.errors import InputError
+from ..decompose.directions import Directions
 from .adapters import SliderAdapters
-from .encoders import ImageEncoder, preprocess
-from .errors import InputError
+from .bank import BankMeta, SliderBank
 from .objective import slider_loss
 
 
@@ -32,15 +36,21 @@ class TrainConfig:
     iterations: int = 300
     """Optimizer steps (the reference: 3000 for 16 sliders ≈ 560 updates each)."""
     lr: float = 2e-3
+    """AdamW learning rate (the reference: 2e-3)."""
     rank: int = 1
+    """Rank of each slider's LoRA factors per module (the paper: 1)."""
     alpha: float = 1.0
+    """LoRA alpha; a slider acts at ``scale · alpha / rank``."""
     sliders_per_step: int = 3
+    """Sliders trained per step, as one batched pass on one shared sample (the reference: 3)."""
     seed: int = 0
+    """Seeds slider initialisation and every draw of the training loop (sliders, samples, sigmas, noise)."""
     bidirectional: bool = False
     """Also train scale −1 towards −v_i."""
     checkpointing: bool = False
     """Recompute decode+embed in backward instead of storing their activations."""
     weight_decay: float = 0.01
+    """AdamW weight decay."""
 
 
 class TrainHost(Protocol):
@@ -62,10 +72,14 @@ class TrainHost(Protocol):
 
 @dataclass
 class TrainResult:
+    """What a training run produced besides the adapters."""
+
     losses: list[float] = field(default_factory=list)
+    """Loss of every optimizer step (mean over that step's slider items)."""
     updates: list[int] = field(default_factory=list)
     """Gradient updates each slider received."""
     config: dict = field(default_factory=dict)
+    """The :class:`TrainConfig` as a dict."""
 
 
 def loss_by_tenth(losses: list[float]) -> list[float | None]:
@@ -192,3 +206,52 @@ class SliderTrainer:
             cos = F.cosine_similarity(phi1 - phi0, self.directions[i].to(dev)[None], dim=-1)
             out[i] = cos.median()
         return out
+
+
+# ------------------------------------------------------------------------------ the one training entry
+
+def split_held_out(n: int) -> tuple[slice, slice]:
+    """Trajectory rows to train on and to score alignment on: the last ~20 % are held out; with fewer than
+    5 trajectories every row serves both (too few to spare any)."""
+    if n < 5:
+        return slice(0, n), slice(0, n)
+    cut = n - max(1, n // 5)
+    return slice(0, cut), slice(cut, n)
+
+
+def train_bank(host: TrainHost, modules: Mapping[str, nn.Module], basis: Directions, n_sliders: int,
+               latents: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig, meta: BankMeta,
+               on_step: Callable[[int, list[float]], None] | None = None,
+               extra_config: Mapping | None = None) -> tuple[SliderBank, TrainResult]:
+    """Train one slider per leading ``basis`` direction on ``modules`` and return them as a bank.
+
+    ``latents``: clean latents (model space), one per trajectory, in trajectory order; the held-out rows
+    (:func:`split_held_out`) only score the alignment each slider stores. ``sigmas``: where training
+    re-noises to. ``meta``: what the bank belongs to (family, encoder, prompts); its ``config`` is filled
+    with the training configuration, the updates per slider, the loss by tenth and ``extra_config``.
+    ``on_step(done, losses_so_far)`` runs after every step (progress, interrupt). The node, ToyWorld and
+    any headless runner all train through here.
+    """
+    if not 1 <= n_sliders <= basis.n_components:
+        raise InputError("n_sliders", f"is {n_sliders} but the basis has {basis.n_components} components.",
+                         f"choose n_sliders between 1 and {basis.n_components} (or raise PCA n_components).")
+    dev = latents.device
+    shapes = {n: (int(m.weight.shape[0]), int(m.weight.shape[1])) for n, m in modules.items()}
+    adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed).to(dev)
+    directions = basis.components[:n_sliders].float().clone()
+    train_rows, held_rows = split_held_out(latents.shape[0])
+    trainer = SliderTrainer(host, adapters, directions, latents[train_rows], sigmas.to(dev), cfg)
+    with torch.enable_grad(), adapters.attached(dict(modules)):
+        res = trainer.run(on_step=None if on_step is None else (lambda i, loss: on_step(i, trainer.result.losses)))
+        align = trainer.alignment(latents[held_rows])
+        align_neg = trainer.alignment(latents[held_rows], scale=-1.0) if cfg.bidirectional else None
+    sliders = adapters.export_sliders()
+    for i, s in enumerate(sliders):
+        s.label, s.direction = f"slider {i}", directions[i].cpu()
+        s.variance, s.alignment = float(basis.explained_variance[i]), float(align[i])
+    last = res.losses[-1] if res.losses else None
+    config = dict(res.config, updates=res.updates, loss_by_tenth=loss_by_tenth(res.losses),
+                  final_loss=last if last is not None and math.isfinite(last) else None, **(extra_config or {}))
+    if align_neg is not None:
+        config["alignment_negative"] = [float(v) for v in align_neg]
+    return SliderBank(sliders, dataclasses.replace(meta, config=config)), res

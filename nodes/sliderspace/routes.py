@@ -13,10 +13,9 @@ import os
 import folder_paths
 from aiohttp import web
 
-from ..sliderspace_core.bank import read_bank_info
-from ..sliderspace_core.errors import InputError
-from .bank_nodes import BANK_FOLDER, bank_files
-from .types import NONE_FOUND
+from ...sliderspace_core.common.errors import InputError
+from ...sliderspace_core.sliderspace.bank import read_bank_info
+from ..glue.folders import BANK_FOLDER, NONE_FOUND, bank_files
 
 PREFIX = "/sliderspace"
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 
-from .errors import InputError
+from ..common.errors import InputError
 
 Distribution = Literal["fixed", "uniform"]
 
@@ -57,13 +57,3 @@ def describe(subsets: list[dict[int, float]], seed: int) -> str:
         body = ", ".join(f"{i}:{s:g}" for i, s in sorted(sub.items()))
         lines.append(f"item {j} (seed {seed + j}): {body}")
     return "\n".join(lines)
-
-
-def per_item_lora(x: torch.Tensor, down: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """``Δy_b = up_b @ (down_b @ x_b)`` for a batch of per-item low-rank factors.
-
-    ``x``: ``[B, ..., in]``; ``down``: ``[B, R, in]``; ``up``: ``[B, out, R]`` (scales folded in).
-    """
-    xb = x.reshape(x.shape[0], -1, x.shape[-1]).to(down.dtype)
-    h = torch.einsum("bli,bri->blr", xb, down)
-    return torch.einsum("blr,bor->blo", h, up).reshape(*x.shape[:-1], up.shape[1])

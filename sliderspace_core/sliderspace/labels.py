@@ -7,10 +7,10 @@ import dataclasses
 import re
 from collections.abc import Mapping
 
+from ..common.errors import InputError
+from ..common.textspec import check_index, is_indexed, parse_indexed
 from .bank import SliderBank, check_bank
-from .errors import InputError
 
-_INDEXED = re.compile(r"^\s*(-?\d+)\s*[:=]\s*(.*?)\s*$", re.S)
 _SPLIT = re.compile(r"\n|[,;]\s*(?=-?\d+\s*[:=])")
 """Entries are separated by new lines, or by a comma/semicolon that starts a new ``index:`` entry."""
 
@@ -26,23 +26,9 @@ def parse_labels(text: str, n_sliders: int) -> dict[int, str]:
     text = text or ""
     if not text.strip():
         raise InputError("labels", "is empty.", fix)
-    entries = _SPLIT.split(text)
-    indexed = [_INDEXED.match(e) for e in entries]
-    if any(indexed):
-        out: dict[int, str] = {}
-        for entry, m in zip(entries, indexed, strict=True):
-            if not entry.strip():
-                continue
-            if m is None:
-                raise InputError("labels", f"entry {entry.strip()!r} has no 'index:' while others do.", fix)
-            i = int(m[1])
-            if not 0 <= i < n_sliders:
-                raise InputError("labels", f"slider index {i} is out of range: the bank has {n_sliders} "
-                                 "slider(s).", fix)
-            if i in out:
-                raise InputError("labels", f"slider {i} is labelled twice.", "label each slider once.")
-            out[i] = m[2]
-        return out
+    if any(is_indexed(e) for e in _SPLIT.split(text)):
+        return parse_indexed(text, n_sliders, "labels", lambda raw, entry: raw, fix, split=_SPLIT,
+                             what="index: label")
     lines = text.split("\n")
     while not lines[-1].strip():  # trailing blank lines carry no position
         lines.pop()
@@ -55,9 +41,7 @@ def with_labels(bank: SliderBank, labels: Mapping[int, str]) -> SliderBank:
     """A new bank with ``labels`` set; the input bank is untouched (tensors are shared, not copied)."""
     check_bank(bank, "bank")
     for i in labels:
-        if not 0 <= int(i) < len(bank):
-            raise InputError("labels", f"slider index {i} is out of range: the bank has {len(bank)} slider(s).",
-                             f"use indices 0..{len(bank) - 1}.")
+        check_index(int(i), len(bank), "labels", f"use indices 0..{len(bank) - 1}.")
     sliders = [dataclasses.replace(s, down=dict(s.down), up=dict(s.up),
                                    label=str(labels.get(i, s.label)))
                for i, s in enumerate(bank.sliders)]

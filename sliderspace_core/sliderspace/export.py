@@ -27,9 +27,10 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from .bank import FORMAT_VERSION, SliderBank, check_bank, family_group
-from .errors import InputError
-from .safefile import write_safetensors
+from ..common.errors import InputError
+from ..common.lowrank import Factors, concat_factors, lora_scale
+from ..common.safefile import write_safetensors
+from .bank import FORMAT_VERSION, SliderBank, family_group
 
 KeyFormat = Literal["comfy", "kohya", "peft"]
 KEY_FORMATS: tuple[str, ...] = ("comfy", "kohya", "peft")
@@ -58,9 +59,11 @@ def key_formats(family: str) -> tuple[str, ...]:
 
 
 def merge_sliders(bank: SliderBank, scales: Mapping[int, float],
-                  dtype: torch.dtype = torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Module → ``(up [out, R], down [R, in])`` with ``up @ down = Σ_i s_i ΔW_i`` (zero scales dropped)."""
-    check_bank(bank, "bank")
+                  dtype: torch.dtype = torch.float32) -> dict[str, Factors]:
+    """Module → ``(up [out, R], down [R, in])`` with ``up @ down = Σ_i s_i ΔW_i`` (zero scales dropped).
+
+    The bank itself is validated where it enters (load, train, label); here only the scales are checked.
+    """
     for i, s in scales.items():
         if not 0 <= int(i) < len(bank):
             raise InputError("scales", f"slider index {i} is out of range: the bank has {len(bank)} "
@@ -71,16 +74,9 @@ def merge_sliders(bank: SliderBank, scales: Mapping[int, float],
     if not chosen:
         raise InputError("scales", "select no slider with a non-zero scale: the LoRA would do nothing.",
                          "give at least one 'index:scale' with scale ≠ 0, e.g. '0:1.5'.")
-    out = {}
-    for m in bank.modules:
-        ups, downs = [], []
-        for i, s in chosen:
-            sl = bank.sliders[i]
-            down = sl.down[m].float()
-            ups.append(sl.up[m].float() * (s * sl.alpha / down.shape[0]))
-            downs.append(down)
-        out[m] = (torch.cat(ups, dim=1).to(dtype), torch.cat(downs, dim=0).to(dtype))
-    return out
+    sliders = [(bank.sliders[i], s) for i, s in chosen]
+    return {m: concat_factors(((sl.up[m], sl.down[m], s * lora_scale(sl.alpha, sl.down[m].shape[0]))
+                               for sl, s in sliders), dtype) for m in bank.modules}
 
 
 _ATTN_PROJ = re.compile(r"^(.+\.attn\d*)\.(to_q|to_k|to_v|to_out\.0)$")

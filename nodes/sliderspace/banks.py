@@ -7,30 +7,13 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
-from ..sliderspace_core.bank import load_bank, parse_scales, sanitize_name, save_bank
-from ..sliderspace_core.errors import InputError
-from ..sliderspace_core.export import KEY_FORMATS, bank_to_lora, lora_metadata, save_lora
-from ..sliderspace_core.safefile import SUFFIX, next_free_path
-from . import types as T
-from .bank_glue import check_bank_for_model, diffusers_names, model_architecture, model_family
-from .comfy_glue import node_errors
-
-BANK_FOLDER = "sliderspace"
-if BANK_FOLDER not in folder_paths.folder_names_and_paths:
-    folder_paths.add_model_folder_path(BANK_FOLDER, os.path.join(folder_paths.models_dir, BANK_FOLDER))
-
-
-def bank_files() -> list[str]:
-    """The ``.safetensors`` files in the ``models/sliderspace`` folder(s)."""
-    files = [f for f in folder_paths.get_filename_list(BANK_FOLDER) if f.lower().endswith(SUFFIX)]
-    return files or [T.NONE_FOUND]  # an empty combo fails validation with a generic message; ours names the fix
-
-
-def save_folder(kind: str) -> str:
-    """The first folder ComfyUI lists for ``kind`` (``sliderspace`` or ``loras``), created if missing."""
-    folder = folder_paths.get_folder_paths(kind)[0]
-    os.makedirs(folder, exist_ok=True)
-    return folder
+from ...sliderspace_core.common.safefile import next_free_path
+from ...sliderspace_core.sliderspace.bank import load_bank, parse_scales, sanitize_name, save_bank
+from ...sliderspace_core.sliderspace.export import KEY_FORMATS, bank_to_lora, lora_metadata, save_lora
+from .. import sockets as S
+from ..glue.family import check_bank_for_model, diffusers_names, model_architecture, model_family
+from ..glue.folders import BANK_FOLDER, NONE_FOUND, bank_files, full_path, save_folder
+from ..glue.ui import node_errors
 
 
 class SaveSliderBank(io.ComfyNode):
@@ -39,12 +22,12 @@ class SaveSliderBank(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceSaveSliderBank", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceSaveSliderBank", display_name=cls.NAME, category=S.CATEGORY,
             description=f"Saves a slider bank (all sliders, their directions and metadata) as one "
                         f".safetensors file in models/{BANK_FOLDER}. Never overwrites: a counter is added.",
             is_output_node=True,
             inputs=[
-                T.Bank.Input("bank"),
+                S.Bank.Input("bank"),
                 io.String.Input("filename_prefix", default="sliderspace_bank",
                                 tooltip="File name (letters, digits, '_', '-', '.'); _00001 etc. is "
                                         "appended."),
@@ -67,29 +50,22 @@ class LoadSliderBank(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceLoadSliderBank", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceLoadSliderBank", display_name=cls.NAME, category=S.CATEGORY,
             description=f"Loads a slider bank saved by Save Slider Bank from models/{BANK_FOLDER} "
                         "(safetensors only; never unpickles).",
             inputs=[io.Combo.Input("file", options=bank_files(), tooltip=f"A bank in models/{BANK_FOLDER}.")],
-            outputs=[T.Bank.Output(display_name="bank")],
+            outputs=[S.Bank.Output(display_name="bank")],
         )
-
-    @classmethod
-    def _path(cls, file: str) -> str:
-        path = folder_paths.get_full_path(BANK_FOLDER, file) if file and file != T.NONE_FOUND else None
-        if not path:
-            raise InputError("file", f"{file!r} is not in models/{BANK_FOLDER}.",
-                             "save a bank with Save Slider Bank (or copy one there) and refresh.")
-        return path
 
     @classmethod
     def execute(cls, file) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            return io.NodeOutput(load_bank(cls._path(file), "file"))
+            path = full_path(BANK_FOLDER, file, "save a bank with Save Slider Bank (or copy one there) and refresh.")
+            return io.NodeOutput(load_bank(path, "file"))
 
     @classmethod
     def fingerprint_inputs(cls, file):
-        path = folder_paths.get_full_path(BANK_FOLDER, file) if file and file != T.NONE_FOUND else None
+        path = folder_paths.get_full_path(BANK_FOLDER, file) if file and file != NONE_FOUND else None
         if not path or not os.path.isfile(path):
             return file
         return file, os.path.getmtime(path), os.path.getsize(path)
@@ -101,13 +77,13 @@ class ExportSliderLoRA(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="SliderSpaceExportSliderLoRA", display_name=cls.NAME, category=T.CATEGORY,
+            node_id="SliderSpaceExportSliderLoRA", display_name=cls.NAME, category=S.CATEGORY,
             description="Merges chosen sliders at chosen scales into ONE stock LoRA file in models/loras, "
                         "so the stock LoraLoader (and other tools) can use it. Never overwrites: a counter "
                         "is added.",
             is_output_node=True,
             inputs=[
-                T.Bank.Input("bank"),
+                S.Bank.Input("bank"),
                 io.String.Input("scales", default="0:1.0",
                                 tooltip="'index:scale' pairs separated by commas, e.g. '0:1.5, 3:-2'."),
                 io.Combo.Input("key_format", options=list(KEY_FORMATS), default="comfy",

@@ -1,0 +1,47 @@
+"""The pack's model folders (registered with ComfyUI once) and the files in them."""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+from ...sliderspace_core.common.errors import InputError
+from ...sliderspace_core.common.safefile import SUFFIX
+
+BANK_FOLDER = "sliderspace"
+"""models/sliderspace: slider banks."""
+OPEN_CLIP_FOLDER = "sliderspace_encoders"
+"""models/sliderspace_encoders: optional open_clip image encoders."""
+NONE_FOUND = "(none found)"
+"""Combo placeholder for an empty folder; execute then names the fix."""
+
+for _name in (BANK_FOLDER, OPEN_CLIP_FOLDER):
+    if _name not in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(_name, os.path.join(folder_paths.models_dir, _name))
+
+
+def listed(kind: str, suffix: str | None = None) -> list[str]:
+    """Files ComfyUI lists for folder ``kind`` (optionally only ``suffix``), or the placeholder."""
+    files = [f for f in folder_paths.get_filename_list(kind) if suffix is None or f.lower().endswith(suffix)]
+    return files or [NONE_FOUND]  # an empty combo fails validation with a generic message; ours names the fix
+
+
+def bank_files() -> list[str]:
+    """The ``.safetensors`` files in the ``models/sliderspace`` folder(s)."""
+    return listed(BANK_FOLDER, SUFFIX)
+
+
+def full_path(kind: str, file: str, fix: str, input_name: str = "file") -> str:
+    """The path of ``file`` in folder ``kind``, or an :class:`InputError` naming ``input_name`` and ``fix``."""
+    path = folder_paths.get_full_path(kind, file) if file and file != NONE_FOUND else None
+    if not path:
+        raise InputError(input_name, f"{file!r} is not in models/{kind}.", fix)
+    return path
+
+
+def save_folder(kind: str) -> str:
+    """The first folder ComfyUI lists for ``kind`` (``sliderspace`` or ``loras``), created if missing."""
+    folder = folder_paths.get_folder_paths(kind)[0]
+    os.makedirs(folder, exist_ok=True)
+    return folder

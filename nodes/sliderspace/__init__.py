@@ -1,0 +1,1 @@
+"""SliderSpace nodes: discovery, training, bank files, applying, exploring."""
