@@ -122,13 +122,21 @@ class GridLayout:
     """Pixel geometry of a grid: a label band on top, one on the left, ``gap`` between cells."""
 
     rows: int
+    """Grid rows (one per slider)."""
     cols: int
+    """Grid columns (one per scale)."""
     cell_h: int
+    """Cell height in pixels."""
     cell_w: int
+    """Cell width in pixels."""
     font_size: int
+    """Label font size in pixels."""
     top: int
+    """Height of the column-label band."""
     left: int
+    """Width of the row-label band."""
     gap: int
+    """Pixels between neighbouring cells."""
 
     @property
     def height(self) -> int:

@@ -89,8 +89,11 @@ class Embeddings:
     prompt_index: torch.Tensor
     """``[N]`` prompt index, ``-1`` for images."""
     encoder_id: str
+    """Which image encoder made the vectors (a basis fitted on them records it)."""
     normalized: bool = True
+    """True when every row was L2-normalised (the paper's embeddings are)."""
     prompts: tuple[str, ...] = ()
+    """The prompts the embedded images came from (``prompt_index`` indexes them)."""
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])

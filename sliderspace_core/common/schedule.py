@@ -28,7 +28,9 @@ class SigmaWindow:
     """The sigma interval in which sliders are on."""
 
     sigma_start: float
+    """The largest sigma at which sliders are on (``percent_to_sigma(start_percent)``)."""
     sigma_end: float
+    """The smallest sigma at which sliders are on (``percent_to_sigma(end_percent)``)."""
 
     @classmethod
     def from_percents(cls, percent_to_sigma: Callable[[float], float], start_percent: float,

@@ -29,13 +29,17 @@ def check_index(i: int, n: int, input_name: str, fix: str) -> int:
 
 
 def finite_number(text: str, input_name: str, what: str, fix: str) -> float:
-    """``float(text)``, refusing text that is not a number or not finite; ``-0`` becomes ``0``."""
+    """``float(text)``, refusing text that is not a number or not finite; ``-0`` becomes ``0``.
+
+    ``what`` prefixes the message (e.g. ``"entry '0:x'"``); empty for a bare list item.
+    """
+    where = f"{what}: " if what else ""
     try:
         v = float(text)
     except ValueError:
-        raise InputError(input_name, f"{what}: {text!r} is not a number.", fix) from None
+        raise InputError(input_name, f"{where}{text!r} is not a number.", fix) from None
     if not math.isfinite(v):
-        raise InputError(input_name, f"{what}: {text!r} is not finite; the scale must be finite.", fix)
+        raise InputError(input_name, f"{where}{text!r} is not finite; the scale must be finite.", fix)
     return v + 0.0
 
 
@@ -103,13 +107,7 @@ def parse_number_list(text: str, input_name: str, fix: str) -> list[float]:
     for tok in _NUMBER_SEPARATORS.split((text or "").strip()):
         if not tok:
             continue
-        try:
-            v = float(tok)
-        except ValueError:
-            raise InputError(input_name, f"{tok!r} is not a number.", fix) from None
-        if not math.isfinite(v):
-            raise InputError(input_name, f"{tok!r} is not a finite number.", fix)
-        v = v + 0.0  # -0.0 → 0.0
+        v = finite_number(tok, input_name, "", fix)
         if v in out:
             raise InputError(input_name, f"scale {v:g} is listed twice.", "list each scale once.")
         out.append(v)

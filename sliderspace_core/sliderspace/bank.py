@@ -60,7 +60,9 @@ class Slider:
     up: dict[str, torch.Tensor]
     """Module name → ``[out_features, rank]``."""
     alpha: float = 1.0
+    """LoRA alpha: the slider acts at ``scale · alpha / rank``."""
     label: str = ""
+    """A human name (Label Bank); shown in grids, banks and exported LoRAs."""
     direction: torch.Tensor | None = None
     """The basis vector ``v_i`` (embedding space) this slider was trained towards."""
     variance: float = 0.0
@@ -85,11 +87,15 @@ class BankMeta:
     family: str = ""
     """Model family (ComfyUI model-config class name, e.g. ``SD15``, ``SDXL``, ``Flux``)."""
     model_fingerprint: str = ""
+    """``fingerprint_state`` of the target base weights (tells 'same base model?')."""
     encoder_id: str = ""
+    """The image encoder the basis (and so the slider objective) was computed with."""
     prompts: list[str] = field(default_factory=list)
+    """The prompts whose trajectories were sampled."""
     config: dict = field(default_factory=dict)
     """Training configuration and seed."""
     format_version: int = FORMAT_VERSION
+    """Bank file format version (checked on load)."""
     architecture: dict = field(default_factory=dict)
     """The model's ComfyUI ``unet_config`` (JSON values); export needs it for diffusers/kohya names."""
 
@@ -97,7 +103,9 @@ class BankMeta:
 @dataclass
 class SliderBank:
     sliders: list[Slider]
+    """The sliders, in basis order (slider i was trained towards component i)."""
     meta: BankMeta = field(default_factory=BankMeta)
+    """What the bank belongs to."""
 
     def __len__(self) -> int:
         return len(self.sliders)

@@ -19,12 +19,15 @@ Distribution = Literal["fixed", "uniform"]
 @dataclass(frozen=True)
 class SparseSpec:
     k: int = 3
+    """Sliders per generation (the paper: 3)."""
     distribution: Distribution = "fixed"
+    """``fixed``: every slider at ``scale``; ``uniform``: a magnitude in ``[min_scale, scale]``."""
     scale: float = 1.0
     """The fixed scale, or the upper bound of the uniform range."""
     min_scale: float = 0.5
     """Lower bound of the uniform range."""
     random_sign: bool = False
+    """Flip each chosen slider's sign at random."""
 
     def check(self, n_sliders: int) -> None:
         if not 1 <= self.k <= n_sliders:

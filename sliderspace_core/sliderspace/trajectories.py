@@ -87,12 +87,15 @@ class Trajectories:
     sigmas: torch.Tensor
     """``[S]`` sigma the model was evaluated at for each kept step."""
     total_steps: int
+    """Sampler steps of each trajectory (kept or not)."""
     prompts: list[str]
+    """The prompts that were sampled, each once (``prompt_index`` indexes them)."""
     prompt_index: torch.Tensor
     """``[T]`` index into ``prompts``."""
     seeds: list[int]
     """Per-trajectory noise seed of each trajectory (a batch-1 KSampler with this seed gives the same noise)."""
     latent: LatentFacts
+    """Family, latent format and channels: what decoding the latents needs."""
     config: dict = field(default_factory=dict)
     """Sampler settings (sampler, scheduler, cfg, size, negative prompt, ...)."""
 
