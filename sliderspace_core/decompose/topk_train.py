@@ -4,11 +4,12 @@ Loss = NMSE(x, x_hat) + auxk_coef * NMSE(e, e_hat), where NMSE(a, b) = sum||a - 
 over the batch, e = x - x_hat (held fixed) and e_hat = W_dec^T z_aux with z_aux = ReLU(TopK_auxk of the
 pre-activations of the DEAD latents only) (Gao et al. 2024).
 
-The gradient is written out by hand instead of autograd: only k (and auxk) latents per row carry
-gradient, so every product except the encoder's forward pass touches (rows x k x d) numbers, not
-(rows x n_latents x d). After each step the decoder gradient loses its component along each atom and
-the atoms are renormalised to unit length. ``tests/core/test_topk_sae.py`` checks the gradient against
-autograd on the same loss.
+The gradient is assembled by hand, not by autograd over the whole graph: only k (and auxk) latents per
+row carry gradient, so when k is a small share of the latents every product except the encoder's
+forward pass touches (rows x k x d) numbers, not (rows x n_latents x d) (``embedding_bag`` and its
+backward do the gathers); otherwise dense products are used (:data:`DENSE_BELOW`). After each step the
+decoder gradient loses its component along each atom and the atoms are renormalised to unit length.
+``tests/core/test_topk_sae.py`` checks both routes against autograd on the same loss.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from .topk_sae import TopKSAE, TopKSAEConfig
 
 ProgressFn = Callable[[int, "int | None", dict], None]
 """``progress(step, total_steps or None, stats)``; it may raise (e.g. to interrupt) and training stops."""
-_GATHER_ELEMS = 1 << 22  # rows x k x d numbers per gathered block (16 MiB of float32)
+DENSE_BELOW = 16
+"""Gradients go through dense products when k * DENSE_BELOW > n_latents (sparse gathers lose there)."""
 
 
 @dataclass
@@ -127,29 +129,37 @@ def _batches(chunks: Iterator[Tensor], d_in: int, batch: int, buffer_rows: int, 
         yield from emit(final=True)
 
 
-def _gather_rows(k: int, d: int) -> int:
-    return max(1, _GATHER_ELEMS // max(1, k * d))
-
-
 def _sparse_decode(W: Tensor, vals: Tensor, idx: Tensor) -> Tensor:
     return torch.nn.functional.embedding_bag(idx, W, per_sample_weights=vals, mode="sum")
 
 
-def _sparse_backward(W_dec: Tensor, W_enc: Tensor, xc: Tensor, vals: Tensor, idx: Tensor, g: Tensor,
-                     gW_dec: Tensor, gW_enc: Tensor, gb_lat: Tensor) -> None:
+def _backward(W_dec: Tensor, xc: Tensor, vals: Tensor, idx: Tensor, g: Tensor, gW_dec: Tensor, gW_enc: Tensor,
+              gb_lat: Tensor) -> None:
     """Accumulate the gradients of a decode ``vals @ W_dec[idx]`` whose output gradient is ``g``.
 
     Decoder rows: += vals * g; codes: g . W_dec[idx], through the ReLU, then into the encoder rows
-    (+= dcode * xc) and latent biases (+= dcode). Done in row blocks that bound the gathered memory.
+    (+= dcode * xc) and latent biases (+= dcode). Sparse (the backward of ``embedding_bag``: only the k
+    selected rows per input row) when k is a small share of the latents, dense products otherwise.
     """
-    step = _gather_rows(idx.shape[1], W_dec.shape[1])
-    for s in range(0, idx.shape[0], step):
-        i, v, gg, x = idx[s:s + step], vals[s:s + step], g[s:s + step], xc[s:s + step]
-        flat = i.reshape(-1)
-        dcode = torch.bmm(W_dec[i], gg.unsqueeze(2)).squeeze(2) * (v > 0)
-        gW_dec.index_add_(0, flat, (v.unsqueeze(2) * gg.unsqueeze(1)).reshape(-1, gg.shape[1]))
-        gW_enc.index_add_(0, flat, (dcode.unsqueeze(2) * x.unsqueeze(1)).reshape(-1, x.shape[1]))
-        gb_lat.index_add_(0, flat, dcode.reshape(-1))
+    if idx.shape[1] * DENSE_BELOW > W_dec.shape[0]:
+        z = torch.zeros(idx.shape[0], W_dec.shape[0], dtype=g.dtype, device=g.device)
+        gW_dec.addmm_(z.scatter_(1, idx, vals).T, g)
+        dcode = (g @ W_dec.T).gather(1, idx) * (vals > 0)
+        dz = z.zero_().scatter_(1, idx, dcode)
+        gW_enc.addmm_(dz.T, xc)
+        gb_lat += dz.sum(0)
+        return
+    with torch.enable_grad():  # autograd of single embedding_bag ops: fused gathers, no (rows, k, d) copy
+        wd, v = W_dec.detach().requires_grad_(True), vals.detach().requires_grad_(True)
+        out = torch.nn.functional.embedding_bag(idx, wd, per_sample_weights=v, mode="sum")
+        g_wd, g_v = torch.autograd.grad(out, (wd, v), g)
+        dcode = g_v * (vals > 0)
+        we = torch.zeros_like(gW_enc).requires_grad_(True)
+        out = torch.nn.functional.embedding_bag(idx, we, per_sample_weights=dcode, mode="sum")
+        (g_we,) = torch.autograd.grad(out, (we,), xc)
+    gW_dec += g_wd
+    gW_enc += g_we
+    gb_lat.index_add_(0, idx.reshape(-1), dcode.reshape(-1))
 
 
 def sae_loss_and_grads(sae: TopKSAE, x: Tensor, dead: Tensor | None
@@ -171,7 +181,7 @@ def sae_loss_and_grads(sae: TopKSAE, x: Tensor, dead: Tensor | None
     nmse = resid.square().sum() / den
     g = resid * (2.0 / den)
     gW_dec, gW_enc, gb_lat = torch.zeros_like(W_dec), torch.zeros_like(W_enc), torch.zeros_like(b_lat)
-    _sparse_backward(W_dec, W_enc, xc, vals, idx, g, gW_dec, gW_enc, gb_lat)
+    _backward(W_dec, xc, vals, idx, g, gW_dec, gW_enc, gb_lat)
     gb_pre = g.sum(0)
     aux = torch.zeros((), device=x.device)
     if dead is not None:
@@ -182,7 +192,7 @@ def sae_loss_and_grads(sae: TopKSAE, x: Tensor, dead: Tensor | None
         e_den = (e - e.mean(0)).square().sum().clamp_min(1e-30)
         ar = _sparse_decode(W_dec, avals, aidx) - e
         aux = ar.square().sum() / e_den
-        _sparse_backward(W_dec, W_enc, xc, avals, aidx, ar * (2.0 * cfg.auxk_coef / e_den), gW_dec, gW_enc, gb_lat)
+        _backward(W_dec, xc, avals, aidx, ar * (2.0 * cfg.auxk_coef / e_den), gW_dec, gW_enc, gb_lat)
     gb_pre -= gb_lat @ W_enc  # d pre / d b_pre = -W_enc^T
     for p, grad in ((sae.W_enc, gW_enc), (sae.b_lat, gb_lat), (sae.W_dec, gW_dec), (sae.b_pre, gb_pre)):
         p.grad = grad

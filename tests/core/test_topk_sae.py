@@ -22,7 +22,7 @@ from sliderspace_core.decompose.topk_sae import (
     load_sae,
     save_sae,
 )
-from sliderspace_core.decompose.topk_train import sae_loss_and_grads, train_sae
+from sliderspace_core.decompose.topk_train import DENSE_BELOW, sae_loss_and_grads, train_sae
 from sliderspace_core.errors import InputError
 
 D, M, K = 32, 64, 4  # input width, planted atoms, atoms per row
@@ -125,15 +125,17 @@ def _autograd_loss(sae: TopKSAE, x: torch.Tensor, dead: torch.Tensor | None) -> 
     return loss
 
 
+@pytest.mark.parametrize("width", [48, 160])  # k * DENSE_BELOW > 48: dense route; < 160: embedding_bag route
 @pytest.mark.parametrize("with_aux", [False, True])
-def test_gradients_match_autograd(with_aux):
+def test_gradients_match_autograd(with_aux, width):
+    assert (K * DENSE_BELOW > width) == (width == 48) and (8 * DENSE_BELOW > width) == (width == 48)
     x, _ = planted(300, seed=2)
-    cfg = dataclasses.replace(CFG, n_latents=48, auxk=8 if with_aux else None)
+    cfg = dataclasses.replace(CFG, n_latents=width, auxk=8 if with_aux else None)
     sae = TopKSAE.create(D, cfg)
     with torch.no_grad():
         sae.b_pre.copy_(0.1 * torch.randn(D))
-        sae.b_lat.copy_(0.05 * torch.randn(48))
-    dead = (torch.arange(48) % 3 == 0) if with_aux else None
+        sae.b_lat.copy_(0.05 * torch.randn(width))
+    dead = (torch.arange(width) % 3 == 0) if with_aux else None
     _autograd_loss(sae, x, dead).backward()
     ref = {n: p.grad.clone() for n, p in sae.named_parameters()}
     sae.zero_grad()
