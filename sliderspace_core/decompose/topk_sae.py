@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -265,7 +266,7 @@ def load_sae(path: str, input_name: str = "sae_file", device: str | torch.device
 
     header = read_header(path, input_name)
     meta = header.get("__metadata__") or {}
-    name = path.rsplit("/", 1)[-1]
+    name = os.path.basename(path)
     if meta.get("format") != FORMAT:
         raise InputError(input_name, f"{name!r} is not a SliderSpace TopK SAE file.",
                          "choose a file saved by SAE Train / ELROND Decompose.")

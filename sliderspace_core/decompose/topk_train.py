@@ -97,7 +97,7 @@ def _checked(chunk: Tensor, d_in: int, finite: bool = True) -> Tensor:
     chunk = chunk.reshape(-1, d_in)
     if not chunk.is_floating_point():
         chunk = chunk.float()
-    if finite and not bool(torch.isfinite(chunk).all()):
+    if finite and not all(bool(torch.isfinite(c).all()) for c in chunk.split(1 << 16)):  # bounded temporaries
         raise InputError("activations", "contain NaN or infinite values.",
                          "recollect them (a NaN in sampling propagates into the capture).")
     return chunk
@@ -230,15 +230,12 @@ def train_sae(data: Tensor | Iterable[Tensor] | Callable[[], Iterable[Tensor]], 
     cfg = sae.config if sae is not None else config
     src = _Source(data, cfg.epochs)
     if sae is None:
-        if d_in is None:
-            first = next(src.peek(), None)
-            if first is None:
-                raise InputError("activations", "are empty.", "collect activations first.")
-            d_in = int(first.shape[-1])
+        first = next(src.peek(), None)
+        if first is None:
+            raise InputError("activations", "are empty.", "collect activations first.")
+        d_in = int(first.shape[-1]) if d_in is None else d_in
         cfg.validate(d_in)
-        first = data if isinstance(data, Tensor) else None
-        dev = torch.device(device) if device is not None else (first.device if first is not None else
-                                                                torch.device("cpu"))
+        dev = torch.device(device) if device is not None else torch.as_tensor(first).device
         sae = TopKSAE.create(d_in, cfg).to(dev)
         _init_pre_bias(sae, src.peek())
     dev = torch.device(device) if device is not None else sae.W_enc.device
