@@ -1,0 +1,107 @@
+"""A concept SAE: the shared TopK SAE plus what steering needs — its block and each feature's typical value.
+
+Files are the shared SAE format (:func:`~sliderspace_core.decompose.topk_sae.save_sae`) with the block,
+source and per-feature statistics in the header metadata (JSON), so one loader reads both SAEs trained
+here and imported sdxl-unbox ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..common.errors import InputError
+from ..decompose.topk_sae import TopKSAE, load_sae, save_sae
+
+META_BLOCK = "concepts.block"
+META_SOURCE = "concepts.source"
+META_MEAN = "concepts.feature_mean"
+META_STD = "concepts.feature_std"
+
+
+@dataclass
+class ConceptSAE:
+    """The object on the SLIDERSPACE_SAE socket."""
+
+    sae: TopKSAE
+    """The TopK SAE (encode / decode / decoder directions)."""
+    block: str
+    """ComfyUI path of the block whose residual update it reads, e.g. ``output_blocks.1.1``."""
+    feature_mean: Tensor
+    """(n_latents,) typical activation of each feature: the mean of its code over the rows where it fires
+    (sdxl-unbox: its ``mean.pt``). Global steering scales strengths by it."""
+    feature_std: Tensor
+    """(n_latents,) spread of each feature's code where it fires (sdxl-unbox: ``std.pt``)."""
+    source: str = "trained"
+    """``trained`` (SAE Train) or ``sdxl-unbox:<hookpoint>`` (imported)."""
+
+    @property
+    def d(self) -> int:
+        return self.sae.d_in
+
+    @property
+    def n_features(self) -> int:
+        return self.sae.n_latents
+
+    def describe(self) -> str:
+        return (f"TopK SAE ({self.source}) on {self.block}: width {self.d}, {self.n_features} features, "
+                f"k {self.sae.k}")
+
+
+def feature_stats(sae: TopKSAE, chunks: Iterable[Tensor], chunk_rows: int = 65536) -> tuple[Tensor, Tensor]:
+    """Per feature: mean and std of its code over the rows where it fires (0 where it never fires)."""
+    n = sae.n_latents
+    s1 = torch.zeros(n, dtype=torch.float64)
+    s2 = torch.zeros(n, dtype=torch.float64)
+    cnt = torch.zeros(n, dtype=torch.float64)
+    with torch.no_grad():
+        for chunk in chunks:
+            for c in chunk.reshape(-1, sae.d_in).split(chunk_rows):
+                vals, idx = sae.encode_topk(c.to(sae.W_enc.device, torch.float32))
+                fired = vals > 0
+                i, v = idx[fired].cpu(), vals[fired].double().cpu()
+                s1.index_add_(0, i, v)
+                s2.index_add_(0, i, v * v)
+                cnt.index_add_(0, i, torch.ones_like(v))
+    safe = cnt.clamp_min(1.0)
+    mean = s1 / safe
+    std = (s2 / safe - mean * mean).clamp_min(0.0).sqrt()
+    return mean.float(), std.float()
+
+
+def _floats(values: Tensor) -> str:
+    return json.dumps([float(f"{v:.6g}") for v in values.tolist()])
+
+
+def save_concept_sae(c: ConceptSAE, path: str, overwrite: bool = False, input_name: str = "filename") -> None:
+    """Write ``c`` as a shared-format SAE file with the block, source and statistics in its header."""
+    meta = {META_BLOCK: c.block, META_SOURCE: c.source, META_MEAN: _floats(c.feature_mean),
+            META_STD: _floats(c.feature_std)}
+    save_sae(c.sae, path, metadata=meta, overwrite=overwrite, input_name=input_name)
+
+
+def load_concept_sae(path: str, input_name: str = "sae_file") -> ConceptSAE:
+    """Read a file written by :func:`save_concept_sae`; an SAE without a block (e.g. ELROND's) is refused."""
+    sae = load_sae(path, input_name)
+    meta = dict(sae.metadata)
+    if META_BLOCK not in meta:
+        raise InputError(input_name, "this SAE file names no denoiser block (it is not an SAE-concepts SAE).",
+                         "choose a file saved by SAE Save or imported from sdxl-unbox.")
+    stats = []
+    for key in (META_MEAN, META_STD):
+        try:
+            t = torch.tensor(json.loads(meta.pop(key)), dtype=torch.float32)
+        except (KeyError, TypeError, ValueError):
+            raise InputError(input_name, f"the SAE file's {key} metadata is missing or damaged.",
+                             "save the SAE again.") from None
+        if t.shape != (sae.n_latents,) or not bool(torch.isfinite(t).all()):
+            raise InputError(input_name, f"the SAE file's {key} does not hold {sae.n_latents} finite values.",
+                             "save the SAE again.")
+        stats.append(t)
+    block, source = meta.pop(META_BLOCK), meta.pop(META_SOURCE, "trained")
+    sae.metadata = meta
+    return ConceptSAE(sae, block, stats[0], stats[1], source)

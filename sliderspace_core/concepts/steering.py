@@ -1,0 +1,141 @@
+"""Steering in activation space (METHODS §3.4): add SAE decoder directions to a block's output.
+
+Everything works on rows: a block's output as ``(batch, locations, d)`` with the locations on a
+``height x width`` grid (row-major), and the batch labelled per chunk by ComfyUI's ``cond_or_uncond``
+(0 cond, 1 uncond). The host turns its tensors into rows and back.
+
+* **global**: every location of a steered row gets ``v = Σ_f strength_f · value_f · d_f`` where ``d_f`` is
+  feature f's unit decoder direction and ``value_f`` its typical activation (``ConceptSAE.feature_mean``;
+  or 1 with ``scale="absolute"``). Tinaz et al. use β ≈ 8–10 here.
+* **spatial**: the mask (any size; resized to the block's grid by area averaging, values clipped to
+  [0, 1]) weights the same addition, and outside the mask each chosen feature's own contribution
+  ``z_f(Δ) · W_dec[f]`` is removed (Δ = block output − block input; "suppress outside"). An all-zero
+  mask selects no region: the steer is then off (vanilla, bit for bit).
+
+Which halves: ``cond`` (the default: the uncond half is untouched, so CFG pushes towards the edit),
+``both``, or ``cfg`` (sdxl-unbox: add on the cond half, subtract on the uncond half).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..common.errors import InputError
+from ..common.textspec import finite_number, parse_indexed
+from .activations import COND
+from .sae import ConceptSAE
+
+MODES = ("global", "spatial")
+APPLY_TO = ("cond", "both", "cfg")
+SCALES = ("typical activation", "absolute")
+
+
+def parse_features(text: str, n_features: int, input_name: str = "features") -> dict[int, float]:
+    """``"12:8, 40:-4"`` → ``{12: 8.0, 40: -4.0}`` (feature id : strength); zero strengths are dropped."""
+    fix = f"write feature:strength pairs with ids 0..{n_features - 1}, e.g. '12:8, 40:-4'."
+
+    def value(raw: str, entry: str) -> float:
+        return finite_number(raw, input_name, f"entry {entry!r}", fix)
+
+    parsed = parse_indexed(text, n_features, input_name, value, fix, what="feature:strength", single_token=True)
+    return {i: s for i, s in parsed.items() if s != 0.0}
+
+
+def resize_mask(mask: Tensor, height: int, width: int) -> Tensor:
+    """A MASK ([H, W] or [B, H, W]; the first one of a batch) on the block's ``height x width`` grid,
+    area-averaged and clipped to [0, 1], flattened row-major to ``(height*width,)``."""
+    if mask.ndim == 3:
+        mask = mask[0]
+    if mask.ndim != 2 or mask.numel() == 0:
+        raise InputError("mask", f"has shape {tuple(mask.shape)}.", "connect a MASK ([H, W] or [B, H, W]).")
+    m = mask.detach().float().cpu()
+    if not bool(torch.isfinite(m).all()):
+        raise InputError("mask", "contains NaN or infinite values.", "use a mask with values in [0, 1].")
+    if tuple(m.shape) != (height, width):
+        m = F.interpolate(m[None, None], size=(height, width), mode="area")[0, 0]
+    return m.clamp(0.0, 1.0).reshape(-1)
+
+
+class Steerer:
+    """The edit one SAE Steer node applies, precomputed; :meth:`apply` adds it to a block's output rows."""
+
+    def __init__(self, csae: ConceptSAE, features: dict[int, float], mode: str = "global",
+                 apply_to: str = "cond", scale: str = SCALES[0], mask: Tensor | None = None,
+                 suppress_outside: bool = True) -> None:
+        for name, v, allowed in (("mode", mode, MODES), ("apply_to", apply_to, APPLY_TO), ("scale", scale, SCALES)):
+            if v not in allowed:
+                raise InputError(name, f"is {v!r}.", f"choose one of {', '.join(allowed)}.")
+        if mode == "spatial" and mask is None:
+            raise InputError("mask", "is required in spatial mode.", "connect a MASK or use mode 'global'.")
+        self.mode, self.apply_to, self.suppress = mode, apply_to, bool(suppress_outside)
+        self.mask = mask.detach().float().cpu() if (mask is not None and mode == "spatial") else None
+        self.ids = sorted(features)
+        sae = csae.sae
+        dirs = sae.decoder_directions().cpu()
+        value = csae.feature_mean.float() if scale == SCALES[0] else torch.ones(sae.n_latents)
+        strengths = torch.tensor([features[i] for i in self.ids], dtype=torch.float32)
+        idx = torch.tensor(self.ids, dtype=torch.long)
+        self.vector = (strengths * value[idx]) @ dirs[idx] if self.ids else torch.zeros(sae.d_in)
+        self.sae = sae
+        self._mask_cache: dict[tuple[int, int], Tensor] = {}
+
+    @property
+    def active(self) -> bool:
+        """False when the edit cannot change anything (no features, zero vector, all-zero mask)."""
+        if not self.ids:
+            return False
+        if self.mask is not None and float(self.mask.max()) <= 0.0:
+            return False
+        return bool(self.vector.abs().max() > 0) or (self.mode == "spatial" and self.suppress)
+
+    @property
+    def needs_input(self) -> bool:
+        """Spatial suppression encodes Δ, so the host must keep the block's input."""
+        return self.mode == "spatial" and self.suppress
+
+    def row_signs(self, labels: Sequence[int], batch: int) -> Tensor:
+        """(batch,) +1 / -1 / 0 per row from the chunk labels (chunks are equal, in order)."""
+        labels = list(labels) or [COND]
+        per = batch // len(labels)
+        if per * len(labels) != batch:
+            raise RuntimeError(f"batch {batch} does not split into {len(labels)} cond/uncond chunks")
+        uncond = {"cond": 0.0, "both": 1.0, "cfg": -1.0}[self.apply_to]
+        return torch.tensor([1.0 if lab == COND else uncond for lab in labels]).repeat_interleave(per)
+
+    def apply(self, out: Tensor, labels: Sequence[int], height: int, width: int, block_in: Tensor | None = None
+              ) -> Tensor:
+        """``out`` (batch, height*width, d) plus the edit on the steered rows (a new tensor; ``out`` kept)."""
+        b, n, d = out.shape
+        if d != self.sae.d_in:
+            raise InputError("sae", f"the SAE reads width {self.sae.d_in} but the block's output has width {d}.",
+                             "use an SAE trained on this block of this model family.")
+        signs = self.row_signs(labels, b)
+        rows = torch.nonzero(signs).flatten()
+        if rows.numel() == 0:
+            return out
+        vec = self.vector.to(out.device, out.dtype)
+        sign = signs[rows].to(out.device, out.dtype)[:, None, None]
+        if self.mode == "global":
+            edit = sign * vec.expand(len(rows), n, d)
+        else:
+            key = (height, width)
+            if key not in self._mask_cache:
+                self._mask_cache[key] = resize_mask(self.mask, height, width)
+            m = self._mask_cache[key].to(out.device, out.dtype)[None, :, None]
+            edit = m * vec
+            if self.suppress:
+                if block_in is None:
+                    raise RuntimeError("spatial suppression needs the block input")
+                with torch.no_grad():
+                    delta = (out[rows] - block_in[rows]).float()
+                    z = self.sae.encode(delta.to(self.sae.W_enc.device))[..., self.ids]      # (r, n, f)
+                    contrib = z @ self.sae.W_dec.detach()[self.ids]                            # (r, n, d)
+                edit = edit - (1.0 - m) * contrib.to(out.device, out.dtype)
+            edit = sign * edit
+        result = out.clone()
+        result[rows] += edit
+        return result
