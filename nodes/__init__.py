@@ -2,6 +2,9 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .concepts.collect import SAECollectActivations, SAEListBlocks
+from .concepts.steer import SAEConceptMap, SAESteer
+from .concepts.train import ImportUnboxSAE, LoadSAE, SAETrain, SaveSAE
 from .sliderspace.apply import ApplySliderBank, RandomSparseSliders
 from .sliderspace.banks import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
 from .sliderspace.discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
@@ -16,4 +19,6 @@ class SliderSpaceExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TrajectorySampler, ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrainSliders,
                 SaveSliderBank, LoadSliderBank, ExportSliderLoRA, ApplySliderBank,
-                RandomSparseSliders, SliderGrid, LabelBank, DiversityScore]
+                RandomSparseSliders, SliderGrid, LabelBank, DiversityScore,
+                SAEListBlocks, SAECollectActivations, SAETrain, SaveSAE, LoadSAE, ImportUnboxSAE,
+                SAEConceptMap, SAESteer]

@@ -22,3 +22,10 @@ def sampling_inputs() -> list:
         io.Int.Input("width", default=512, min=16, max=16384, step=8),
         io.Int.Input("height", default=512, min=16, max=16384, step=8),
     ]
+
+# SAE concepts (issue 15)
+Activations = io.Custom("SLIDERSPACE_ACTIVATIONS")
+"""sliderspace_core.concepts.activations.ActivationSet: Δ rows of one block, sharded on disk, with provenance."""
+SAE = io.Custom("SLIDERSPACE_SAE")
+"""sliderspace_core.concepts.sae.ConceptSAE: a TopK SAE with its block and per-feature statistics."""
+CONCEPTS_CATEGORY = "SliderSpace/SAE concepts"

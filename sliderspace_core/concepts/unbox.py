@@ -31,7 +31,8 @@ from ..common.errors import InputError
 from ..decompose.topk_sae import TopKSAE, TopKSAEConfig
 from .sae import ConceptSAE
 
-_FOLDER = re.compile(r"^(?P<hook>.+?)_k(?P<k>\d+)_hidden(?P<n>\d+)_auxk(?P<auxk>\d+)_bs(?P<bs>\d+)_lr(?P<lr>[0-9.e-]+)$")
+_FOLDER = re.compile(r"^(?P<hook>.+?)_k(?P<k>\d+)_hidden(?P<n>\d+)_auxk(?P<auxk>\d+)_bs(?P<bs>\d+)"
+                     r"_lr(?P<lr>[0-9.e-]+)$")
 _DOWN = re.compile(r"^down_blocks\.(\d+)\.attentions\.(\d+)$")
 _UP = re.compile(r"^up_blocks\.(\d+)\.attentions\.(\d+)$")
 CONFIG_KEYS = ("n_dirs_local", "d_model", "k", "auxk", "dead_steps_threshold")

@@ -1,0 +1,123 @@
+"""SAE Concept Map and SAE Steer."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ...sliderspace_core.common.errors import InputError
+from ...sliderspace_core.common.schedule import SigmaWindow
+from ...sliderspace_core.concepts.maps import concept_maps, heatmap_grid
+from ...sliderspace_core.concepts.steering import APPLY_TO, MODES, SCALES, Steerer, parse_features
+from .. import sockets as S
+from ..glue.capture import capture_map
+from ..glue.family import model_family
+from ..glue.hooks import check_block, steer_key, with_block_hook, without_key
+from ..glue.ui import node_errors
+
+
+def check_sae_for_model(csae, model, input_name: str = "sae") -> None:
+    """The SAE's block exists in the MODEL with the SAE's width, and its family (when known) matches."""
+    family = csae.sae.metadata.get("family", "")
+    if family and family != model_family(model):
+        raise InputError(input_name, f"the SAE was made for a {family} model, this is {model_family(model)}.",
+                         f"use an SAE trained on this model's blocks (or a {family} model).")
+    width = check_block(model, csae.block, input_name)
+    if width != csae.d:
+        raise InputError(input_name, f"the SAE reads width {csae.d} but {csae.block} has width {width}.",
+                         "use an SAE trained on this block of this model family.")
+
+
+class SAEConceptMap(io.ComfyNode):
+    NAME = "SliderSpace SAE Concept Map"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceSAEConceptMap", display_name=cls.NAME, category=S.CONCEPTS_CATEGORY,
+            description="Samples once and shows where the SAE's strongest features fire on the block's grid at the "
+                        "chosen step (step 0 already predicts the final layout), as heatmaps (and overlays on "
+                        "the final image when a VAE is connected), with their ids and activation mass.",
+            inputs=[
+                io.Model.Input("model"), S.SAE.Input("sae"),
+                io.Conditioning.Input("positive"), io.Conditioning.Input("negative"),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True),
+                *S.sampling_inputs(),
+                io.Int.Input("step", default=0, min=0, max=10000, tooltip="Which step's activations (0 = first)."),
+                io.Int.Input("top", default=8, min=1, max=64, tooltip="How many features to show."),
+                io.String.Input("features", default="", optional=True,
+                                tooltip="Show these feature ids instead of the top ones, e.g. '12, 40'."),
+                io.Vae.Input("vae", optional=True, tooltip="Decodes the final image for the overlay row."),
+            ],
+            outputs=[io.Image.Output(display_name="maps"), io.String.Output(display_name="features")],
+        )
+
+    @classmethod
+    def execute(cls, model, sae, positive, negative, seed, steps, cfg, sampler_name, scheduler, width, height,
+                step, top, features="", vae=None) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            check_sae_for_model(sae, model)
+            chosen = None
+            if features and features.strip():
+                chosen = [int(t) for t in features.replace(";", ",").split(",") if t.strip().lstrip("-").isdigit()]
+                if not chosen:
+                    raise InputError("features", f"{features!r} lists no feature id.", "write ids like '12, 40'.")
+            rows, grid, latent = capture_map(model, positive, negative, sae.block, step, seed, steps, cfg,
+                                             sampler_name, scheduler, width, height)
+            cm = concept_maps(sae.sae, rows, grid[0], grid[1], top, chosen)
+            image = None
+            if vae is not None:
+                image = vae.decode(latent)
+                image = image.reshape(-1, *image.shape[-3:])[0, ..., :3].float().cpu()
+            grid_img = heatmap_grid(cm, image)
+        return io.NodeOutput(grid_img, cm.text())
+
+
+class SAESteer(io.ComfyNode):
+    NAME = "SliderSpace SAE Steer"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SliderSpaceSAESteer", display_name=cls.NAME, category=S.CONCEPTS_CATEGORY,
+            description="Adds SAE decoder directions to the SAE's block output inside a time window. Early "
+                        "(0-0.4) steers composition, middle style, late only texture. Spatial mode adds inside "
+                        "the MASK (resized to the block's grid by area averaging) and removes the features "
+                        "outside it; an all-zero mask turns the steer off. Re-applying at the same block replaces.",
+            inputs=[
+                io.Model.Input("model"), S.SAE.Input("sae"),
+                io.String.Input("features", multiline=True, default="0:8",
+                                tooltip="feature:strength pairs, e.g. '12:8, 40:-4' (global: 8-10 typical)."),
+                io.Combo.Input("mode", options=list(MODES), default="global"),
+                io.Combo.Input("apply_to", options=list(APPLY_TO), default="cond",
+                               tooltip="cond: only the cond half (uncond untouched); both; cfg: add on cond, "
+                                       "subtract on uncond (sdxl-unbox)."),
+                io.Combo.Input("scale", options=list(SCALES), default=SCALES[0],
+                               tooltip="typical activation: strength x the feature's mean activation; absolute: "
+                                       "strength as is."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
+                io.Boolean.Input("suppress_outside", default=True,
+                                 tooltip="Spatial mode: remove the features' own contribution outside the mask."),
+                io.Mask.Input("mask", optional=True),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, sae, features, mode, apply_to, scale, start_percent, end_percent, suppress_outside,
+                mask=None) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            check_sae_for_model(sae, model)
+            chosen = parse_features(features, sae.n_features)
+            steerer = Steerer(sae, chosen, mode, apply_to, scale, mask, suppress_outside)
+            ms = model.get_model_object("model_sampling")
+            window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)
+            key = steer_key(sae.block)
+            if window.empty or not steerer.active:
+                return io.NodeOutput(without_key(model, key))
+
+            def on_block(out_rows, in_rows, labels, sigma, grid):
+                return steerer.apply(out_rows, labels, grid[0], grid[1], in_rows)
+
+            out = with_block_hook(model, key, sae.block, on_block, window, needs_input=steerer.needs_input)
+        return io.NodeOutput(out)
