@@ -1,0 +1,181 @@
+"""SAE concepts in real ComfyUI on the tiny SD1.5-shaped model: capture, steering contract, nodes end to end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.comfy.host import pack_module
+from tests.comfy.test_discovery import SIZE, _out, _raises
+
+STEPS = 6
+BLOCK = "middle_block.1"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def conds(comfy, tiny):
+    C = comfy["classes"]
+    with torch.inference_mode():
+        return C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0], C["CLIPTextEncode"]().encode(tiny.clip, "")[0]
+
+
+@pytest.fixture(scope="module")
+def csae(comfy):
+    """A random SAE on the tiny model's middle block (width 320)."""
+    sae_mod, topk = pack_module("sliderspace_core.concepts.sae"), pack_module("sliderspace_core.decompose.topk_sae")
+    sae = topk.TopKSAE.create(320, topk.TopKSAEConfig(k=8, n_latents=640, seed=4))
+    mean = torch.rand(640, generator=torch.Generator().manual_seed(5)) + 0.5
+    return sae_mod.ConceptSAE(sae, BLOCK, mean, mean / 3)
+
+
+def sample(tiny, conds, model, seed=3, sampler="euler", record=None):
+    """Final latent and x̂0 per step; ``record`` collects the CFG function's cond/uncond denoised per call."""
+    import comfy.sample as cs
+
+    xs = {}
+    if record is not None:
+        model = model.clone()
+
+        def cfg_fn(args):
+            record.append((args["cond_denoised"].clone(), args["uncond_denoised"].clone()))
+            return args["uncond_denoised"] + (args["cond_denoised"] - args["uncond_denoised"]) * args["cond_scale"]
+
+        model.set_model_sampler_cfg_function(cfg_fn)
+    with torch.inference_mode():
+        latent = torch.zeros([1, 4, SIZE // 8, SIZE // 8])
+        out = cs.sample(model, cs.prepare_noise(latent, seed), STEPS, 5.0, sampler, "normal", conds[0], conds[1],
+                        latent, callback=lambda i, x0, x, n: xs.__setitem__(i, x0.clone()), disable_pbar=True,
+                        seed=seed)
+    return out, xs
+
+
+def steer(comfy, model, sae, features="3:8, 17:-6", mode="global", apply_to="cond", start=0.0, end=1.0, mask=None,
+          scale="typical activation", suppress=True):
+    node = comfy["classes"]["SliderSpaceSAESteer"]
+    with torch.inference_mode():
+        return _out(node.execute(model, sae, features, mode, apply_to, scale, start, end, suppress, mask))[0]
+
+
+def _no_hooks_left(tiny):
+    dm = tiny.model.model.diffusion_model
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in dm.modules())
+    assert not tiny.model.wrappers.get(pack_module("nodes.glue.hooks").DIFFUSION, {})
+
+
+def test_capture_alone_is_bitwise_vanilla_and_sees_delta(comfy, tiny, conds):
+    hooks = pack_module("nodes.glue.hooks")
+    vanilla, _ = sample(tiny, conds, tiny.model)
+    seen = []
+    block = tiny.model.model.diffusion_model.get_submodule(BLOCK)
+    direct = []
+    h = block.register_forward_hook(lambda m, a, o: direct.append((o - a[0]).clone()))
+
+    def fn(out_rows, in_rows, labels, sigma, grid):
+        seen.append(((out_rows - in_rows).clone(), list(labels), sigma, grid))
+
+    m = hooks.with_block_hook(tiny.model, hooks.CAPTURE_KEY, BLOCK, fn)
+    try:
+        out, _ = sample(tiny, conds, m)
+    finally:
+        h.remove()
+    assert torch.equal(out, vanilla)
+    assert len(seen) == STEPS and seen[0][3] == (SIZE // 8, SIZE // 8)  # the tiny UNet never downsamples
+    assert sorted(seen[0][1]) == [0, 1] and seen[0][2] > seen[-1][2]
+    d0 = direct[0]  # NCHW; our rows are (batch, h*w, C)
+    assert torch.equal(seen[0][0], d0.reshape(d0.shape[0], d0.shape[1], -1).transpose(1, 2))
+    _no_hooks_left(tiny)
+
+
+def test_zero_strength_or_no_features_or_empty_mask_is_bitwise_vanilla(comfy, tiny, conds, csae):
+    vanilla, _ = sample(tiny, conds, tiny.model)
+    empty = torch.zeros(SIZE, SIZE)
+    for m in (steer(comfy, tiny.model, csae, "3:0"), steer(comfy, tiny.model, csae, ""),
+              steer(comfy, tiny.model, csae, mode="spatial", mask=empty), steer(comfy, tiny.model, csae, start=1.0)):
+        assert torch.equal(sample(tiny, conds, m)[0], vanilla)
+    assert not torch.equal(sample(tiny, conds, steer(comfy, tiny.model, csae))[0], vanilla)
+    _no_hooks_left(tiny)
+
+
+def test_cond_only_leaves_the_uncond_half_unchanged(comfy, tiny, conds, csae):
+    van, ours, both = [], [], []
+    sample(tiny, conds, tiny.model, record=van)
+    sample(tiny, conds, steer(comfy, tiny.model, csae, apply_to="cond"), record=ours)
+    sample(tiny, conds, steer(comfy, tiny.model, csae, apply_to="both"), record=both)
+    assert torch.equal(ours[0][1], van[0][1]) and not torch.equal(ours[0][0], van[0][0])
+    assert not torch.equal(both[0][1], van[0][1])
+
+
+def test_late_window_leaves_earlier_steps_vanilla(comfy, tiny, conds, csae):
+    from comfy.samplers import KSampler
+
+    start = 0.5
+    m = steer(comfy, tiny.model, csae, start=start)
+    sigmas = KSampler(tiny.model, STEPS, "cpu", "euler", "normal").sigmas
+    sigma_start = tiny.model.get_model_object("model_sampling").percent_to_sigma(start)
+    _, van = sample(tiny, conds, tiny.model)
+    _, ours = sample(tiny, conds, m)
+    before = [i for i in range(STEPS) if float(sigmas[i]) > sigma_start]
+    after = [i for i in range(STEPS) if float(sigmas[i]) <= sigma_start]
+    assert before and after
+    assert all(torch.equal(van[i], ours[i]) for i in before)
+    assert not any(torch.equal(van[i], ours[i]) for i in after)
+
+
+def test_requeue_does_not_stack_and_input_is_not_mutated(comfy, tiny, conds, csae):
+    before = {k: dict(v) for k, v in tiny.model.wrappers.items()}
+    once = steer(comfy, tiny.model, csae)
+    twice = steer(comfy, once, csae)
+    assert torch.equal(sample(tiny, conds, once)[0], sample(tiny, conds, twice)[0])
+    assert {k: dict(v) for k, v in tiny.model.wrappers.items()} == before
+    off = steer(comfy, once, csae, "3:0")  # turning it off on a steered model removes the earlier steer
+    assert torch.equal(sample(tiny, conds, off)[0], sample(tiny, conds, tiny.model)[0])
+
+
+def test_exception_in_a_hook_leaves_nothing_behind(comfy, tiny, conds):
+    hooks = pack_module("nodes.glue.hooks")
+    vanilla, _ = sample(tiny, conds, tiny.model)
+
+    def boom(*a):
+        raise RuntimeError("hook failed")
+
+    m = hooks.with_block_hook(tiny.model, hooks.steer_key(BLOCK), BLOCK, boom)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        sample(tiny, conds, m)
+    _no_hooks_left(tiny)
+    assert torch.equal(sample(tiny, conds, tiny.model)[0], vanilla)
+
+
+def test_spatial_mask_of_any_size_is_resized_and_local(comfy, tiny, conds, csae):
+    mask = torch.zeros(1, 37, 23)  # not the block's 8x8 grid: area-resized
+    mask[:, :18, :11] = 1.0
+    m = steer(comfy, tiny.model, csae, "3:20", mode="spatial", mask=mask, suppress=False)
+    van, ours = [], []
+    sample(tiny, conds, tiny.model, record=van)
+    sample(tiny, conds, m, record=ours)
+    assert not torch.equal(ours[0][0], van[0][0]) and torch.equal(ours[0][1], van[0][1])
+
+
+def test_bad_inputs_name_node_input_and_fix(comfy, tiny, csae):
+    sae_mod, topk = pack_module("sliderspace_core.concepts.sae"), pack_module("sliderspace_core.decompose.topk_sae")
+    name = "SliderSpace SAE Steer"
+    narrow = sae_mod.ConceptSAE(topk.TopKSAE.create(64, topk.TopKSAEConfig(k=4, n_latents=128)), BLOCK,
+                                torch.ones(128), torch.ones(128))
+    _raises(lambda: steer(comfy, tiny.model, narrow), name, "sae")
+    missing = sae_mod.ConceptSAE(csae.sae, "input_blocks.8.1", csae.feature_mean, csae.feature_std)
+    _raises(lambda: steer(comfy, tiny.model, missing), name, "sae")
+    _raises(lambda: steer(comfy, tiny.model, csae, "9999:1"), name, "features")
+    _raises(lambda: steer(comfy, tiny.model, csae, mode="spatial"), name, "mask")
+    _raises(lambda: steer(comfy, tiny.model, csae, start=0.8, end=0.2), name, "start_percent")
+    sdxl = sae_mod.ConceptSAE(csae.sae, BLOCK, csae.feature_mean, csae.feature_std)
+    sdxl.sae = topk.TopKSAE.from_weights(csae.sae.W_enc, csae.sae.b_lat, csae.sae.W_dec, csae.sae.b_pre,
+                                         csae.sae.config)
+    sdxl.sae.metadata = {"family": "SDXL"}
+    _raises(lambda: steer(comfy, tiny.model, sdxl), name, "sae")
