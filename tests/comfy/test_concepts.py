@@ -50,7 +50,7 @@ def sample(tiny, conds, model, seed=3, sampler="euler", record=None):
 
         model.set_model_sampler_cfg_function(cfg_fn)
     with torch.inference_mode():
-        latent = torch.zeros([1, 4, SIZE // 8, SIZE // 8])
+        latent = cs.fix_empty_latent_channels(model, torch.zeros([1, 4, SIZE // 8, SIZE // 8]))
         out = cs.sample(model, cs.prepare_noise(latent, seed), STEPS, 5.0, sampler, "normal", conds[0], conds[1],
                         latent, callback=lambda i, x0, x, n: xs.__setitem__(i, x0.clone()), disable_pbar=True,
                         seed=seed)
