@@ -17,6 +17,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.p3_training": ("P3", "P6"),
     "benchmarks.p5_apply": ("P5",),
     "benchmarks.a3_sae": ("A3", "A3e"),
+    "benchmarks.a12_concepts": ("A1", "A2"),
     "benchmarks.f_toyworld": ("F1", "F2", "F3", "F4", "FA"),
 }
 
