@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.common.schedule import SigmaWindow
+from ...sliderspace_core.common.textspec import parse_index_list
 from ...sliderspace_core.concepts.maps import concept_maps, heatmap_grid
 from ...sliderspace_core.concepts.steering import APPLY_TO, MODES, SCALES, Steerer, parse_features
 from .. import sockets as S
@@ -58,9 +59,7 @@ class SAEConceptMap(io.ComfyNode):
             check_sae_for_model(sae, model)
             chosen = None
             if features and features.strip():
-                chosen = [int(t) for t in features.replace(";", ",").split(",") if t.strip().lstrip("-").isdigit()]
-                if not chosen:
-                    raise InputError("features", f"{features!r} lists no feature id.", "write ids like '12, 40'.")
+                chosen = parse_index_list(features, sae.n_features, "features", noun="feature", owner="the SAE")
             rows, grid, latent = capture_map(model, positive, negative, sae.block, step, seed, steps, cfg,
                                              sampler_name, scheduler, width, height)
             cm = concept_maps(sae.sae, rows, grid[0], grid[1], top, chosen)

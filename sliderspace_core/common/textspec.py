@@ -21,10 +21,13 @@ _RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 _NUMBER_SEPARATORS = re.compile(r"[,;\s]+")
 
 
-def check_index(i: int, n: int, input_name: str, fix: str) -> int:
-    """``i`` if it is a valid index into ``n`` items, else an :class:`InputError` naming ``input_name``."""
+def check_index(i: int, n: int, input_name: str, fix: str, noun: str = "slider", owner: str = "the bank") -> int:
+    """``i`` if it is a valid index into ``n`` items, else an :class:`InputError` naming ``input_name``.
+
+    ``noun`` / ``owner`` word the message: "feature index 9 is out of range: the SAE has 8 feature(s)".
+    """
     if not 0 <= i < n:
-        raise InputError(input_name, f"slider index {i} is out of range: the bank has {n} slider(s).", fix)
+        raise InputError(input_name, f"{noun} index {i} is out of range: {owner} has {n} {noun}(s).", fix)
     return i
 
 
@@ -45,7 +48,7 @@ def finite_number(text: str, input_name: str, what: str, fix: str) -> float:
 
 def parse_indexed(text: str, n: int, input_name: str, value: Callable[[str, str], V], fix: str,
                   split: re.Pattern[str] = ENTRY_SEPARATORS, what: str = "index:value",
-                  single_token: bool = False) -> dict[int, V]:
+                  single_token: bool = False, noun: str = "slider", owner: str = "the bank") -> dict[int, V]:
     """``"0:a, 3:b"`` → ``{0: value("a"), 3: value("b")}``; empty entries are skipped.
 
     ``value(raw, entry)`` converts one value (``entry`` is the whole entry, for messages). ``split``
@@ -58,9 +61,9 @@ def parse_indexed(text: str, n: int, input_name: str, value: Callable[[str, str]
         m = _INDEXED.match(entry)
         if m is None or (single_token and (not m[2] or re.search(r"\s", m[2]))):
             raise InputError(input_name, f"entry {entry.strip()!r} is not '{what}'.", fix)
-        i = check_index(int(m[1]), n, input_name, fix)
+        i = check_index(int(m[1]), n, input_name, fix, noun, owner)
         if i in out:
-            raise InputError(input_name, f"slider {i} is given twice.", "give each slider index once.")
+            raise InputError(input_name, f"{noun} {i} is given twice.", f"give each {noun} index once.")
         out[i] = value(m[2], entry.strip())
     return out
 
@@ -70,7 +73,7 @@ def is_indexed(entry: str) -> bool:
     return _INDEXED.match(entry) is not None
 
 
-def parse_index_list(text: str, n: int, input_name: str) -> list[int]:
+def parse_index_list(text: str, n: int, input_name: str, noun: str = "slider", owner: str = "the bank") -> list[int]:
     """``"0,1,2"``, ``"0-3, 7"`` or ``"all"`` → indices in the given order (each once)."""
     fix = f"write indices 0..{n - 1} separated by commas (ranges like '0-3' work), or 'all'."
     text = (text or "").strip()
@@ -90,14 +93,14 @@ def parse_index_list(text: str, n: int, input_name: str) -> list[int]:
         elif tok.lstrip("-").isdigit():
             idx = [int(tok)]
         else:
-            raise InputError(input_name, f"{tok!r} is not a slider index.", fix)
+            raise InputError(input_name, f"{tok!r} is not a {noun} index.", fix)
         for i in idx:
-            check_index(i, n, input_name, fix)
+            check_index(i, n, input_name, fix, noun, owner)
             if i in out:
-                raise InputError(input_name, f"slider {i} is listed twice.", "list each slider once.")
+                raise InputError(input_name, f"{noun} {i} is listed twice.", f"list each {noun} once.")
             out.append(i)
     if not out:
-        raise InputError(input_name, "lists no slider.", fix)
+        raise InputError(input_name, f"lists no {noun}.", fix)
     return out
 
 

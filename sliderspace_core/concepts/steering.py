@@ -41,7 +41,8 @@ def parse_features(text: str, n_features: int, input_name: str = "features") -> 
     def value(raw: str, entry: str) -> float:
         return finite_number(raw, input_name, f"entry {entry!r}", fix)
 
-    parsed = parse_indexed(text, n_features, input_name, value, fix, what="feature:strength", single_token=True)
+    parsed = parse_indexed(text, n_features, input_name, value, fix, what="feature:strength", single_token=True,
+                           noun="feature", owner="the SAE")
     return {i: s for i, s in parsed.items() if s != 0.0}
 
 
