@@ -2,6 +2,10 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .elrond.apply import ApplyDirections, RandomDirections
+from .elrond.collect import CollectGradients
+from .elrond.decompose import ConceptComplexity, Decompose
+from .elrond.files import LoadDirections, SaveDirections
 from .sliderspace.apply import ApplySliderBank, RandomSparseSliders
 from .sliderspace.banks import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
 from .sliderspace.discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
@@ -16,4 +20,6 @@ class SliderSpaceExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return [TrajectorySampler, ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrainSliders,
                 SaveSliderBank, LoadSliderBank, ExportSliderLoRA, ApplySliderBank,
-                RandomSparseSliders, SliderGrid, LabelBank, DiversityScore]
+                RandomSparseSliders, SliderGrid, LabelBank, DiversityScore,
+                CollectGradients, Decompose, ConceptComplexity, ApplyDirections, RandomDirections,
+                SaveDirections, LoadDirections]

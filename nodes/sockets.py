@@ -22,3 +22,8 @@ def sampling_inputs() -> list:
         io.Int.Input("width", default=512, min=16, max=16384, step=8),
         io.Int.Input("height", default=512, min=16, max=16384, step=8),
     ]
+
+# ELROND (issue 14)
+Gradients = io.Custom("SLIDERSPACE_ELROND_GRADIENTS")
+Directions = io.Custom("SLIDERSPACE_ELROND_DIRECTIONS")
+ELROND_CATEGORY = "SliderSpace/ELROND"

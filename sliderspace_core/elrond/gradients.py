@@ -144,7 +144,7 @@ def make_pairs(n_images: int, count: int, seed: int = 0) -> Tensor:
 
 def pair_losses(x0_hat: Tensor, target: Tensor) -> Tensor:
     """(B,) mean squared error per pair between predicted ``x0_hat`` and the clean latents ``target``."""
-    return (x0_hat - target.to(x0_hat.dtype)).square().flatten(1).mean(1)
+    return (x0_hat - target.to(x0_hat.device, x0_hat.dtype)).square().flatten(1).mean(1)
 
 
 def token_gradients(grad: Tensor, rows: Sequence[int], remove_common: bool = False,
