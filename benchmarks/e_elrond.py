@@ -2,7 +2,7 @@
 
 E2 is the peak-RSS INCREASE over the loaded models, each side in a fresh process (the whole-process peaks are
 dominated by Python + torch + ComfyUI with a tiny model, so their ratio says little; both are reported).
-Collection keeps every activation for the backward pass (no checkpointing yet), so E2 grows with the batch.
+Both rows use block checkpointing, the Collect node's default.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def _measure(kind: str, size: int, batch: int) -> dict:
             C["KSampler"]().sample(model, 0, 4, 7.0, "euler", "normal", pos, neg, latent)
 
     def collect():
-        cg.collect_in_comfy(model, pos, lat, rows, 10.0, gr.GradientConfig(pairs=2 * batch, batch_size=batch))
+        cg.collect_in_comfy(model, pos, lat, rows, 10.0, gr.GradientConfig(pairs=2 * batch, batch_size=batch),
+                            checkpointing=True)
 
     inc = _peak_increase(sample if kind == "sample" else collect)
     print(json.dumps({"increase": inc, "peak": _rss_kb("VmHWM") / 1024}))
@@ -90,7 +91,7 @@ def run(quick: bool) -> list[Result]:
     cfg = gr.GradientConfig(pairs=batch * n_batches, batch_size=batch, seed=0)
 
     def collect():
-        cg.collect_in_comfy(model, pos, lat, rows, 10.0, cfg)
+        cg.collect_in_comfy(model, pos, lat, rows, 10.0, cfg, checkpointing=True)
 
     def plain():  # the same guider call at the same batch, no graph, no backward
         def loop(host):

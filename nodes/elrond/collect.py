@@ -45,6 +45,8 @@ class CollectGradients(io.ComfyNode):
                                  tooltip="Subtract the gradient's mean over all token positions first."),
                 io.Int.Input("batch_size", default=4, min=1, max=4096, tooltip="Images per sampler call and "
                              "pairs per forward/backward pass."),
+                io.Boolean.Input("gradient_checkpointing", default=True,
+                                 tooltip="Recompute block activations in backward: far less memory, ~1 more forward."),
                 io.Latent.Input("latents", optional=True, tooltip="Use these images instead of sampling."),
             ],
             outputs=[S.Gradients.Output(display_name="gradients"), io.Latent.Output(display_name="latents"),
@@ -53,7 +55,8 @@ class CollectGradients(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, clip, prompt, word, negative, images, pairs, seed, steps, cfg, sampler_name, scheduler,
-                width, height, step, normalize, remove_common, batch_size, latents=None) -> io.NodeOutput:
+                width, height, step, normalize, remove_common, batch_size, gradient_checkpointing,
+                latents=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             positive = encode_text(clip, prompt)
             cond = positive[0][0]
@@ -73,7 +76,8 @@ class CollectGradients(io.ComfyNode):
             config = GradientConfig(pairs=pairs, batch_size=batch_size, seed=seed % 2**63, normalize=normalize,
                                     remove_common=remove_common)
             grads = collect_in_comfy(model, positive, z.float(), rows, sigma, config, EtaProgress(pairs),
-                                     conditioning_space(clip, cond.shape[-1]), word.strip(), prompt)
+                                     conditioning_space(clip, cond.shape[-1]), word.strip(), prompt,
+                                     gradient_checkpointing)
             grads.config.update(step=index, steps=steps, scheduler=scheduler)
             info = (f"{len(grads)} gradients of width {grads.dim} for {word.strip()!r} (token rows {rows}) from {n} "
                     f"images, sigma {sigma:.4g} (step {index}), {grads.config['seconds']:.1f} s; {grads.space}")

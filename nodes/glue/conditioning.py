@@ -111,6 +111,46 @@ def cloned_norm_inputs(diffusion_model: nn.Module) -> Iterator[None]:
             h.remove()
 
 
+CHECKPOINTED = ("input_blocks", "middle_block", "output_blocks", "double_blocks", "single_blocks")
+"""Top-level block containers of UNets and FLUX whose blocks are recomputed in backward when checkpointing."""
+
+
+@contextlib.contextmanager
+def checkpointed_blocks(diffusion_model: nn.Module, on: bool = True) -> Iterator[None]:
+    """Recompute each top-level block's activations in backward instead of keeping them (non-reentrant
+    ``torch.utils.checkpoint``): memory of one block instead of the whole net, for one more forward."""
+    from torch.utils.checkpoint import checkpoint
+
+    wrapped: list[nn.Module] = []
+
+    def wrap(block: nn.Module) -> None:
+        inner = block.forward
+
+        def fresh(*args, **kwargs):  # FLUX blocks add into their inputs in place: give them copies
+            args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+            kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+            return inner(*args, **kwargs)
+
+        def forward(*args, **kwargs):
+            return checkpoint(fresh, *args, use_reentrant=False, **kwargs)
+
+        block.forward = forward
+        wrapped.append(block)
+
+    try:
+        for name in CHECKPOINTED if on else ():
+            holder = getattr(diffusion_model, name, None)
+            if isinstance(holder, nn.ModuleList):
+                for block in holder:
+                    wrap(block)
+            elif isinstance(holder, nn.Module):
+                wrap(holder)
+        yield
+    finally:
+        for block in wrapped:
+            del block.forward  # the instance attribute: the class's forward shows through again
+
+
 class GuiderHost:
     """The core's ``GradientHost`` over the guider a sampler receives: x̂0 on the cond branch."""
 
@@ -142,13 +182,13 @@ class GuiderHost:
 class _GradientSampler(comfy.samplers.Sampler):
     """A 'sampler' whose sampling is gradient collection; returns the latents unchanged."""
 
-    def __init__(self, run: Callable[[GuiderHost], None]) -> None:
-        self.run = run
+    def __init__(self, run: Callable[[GuiderHost], None], checkpointing: bool = False) -> None:
+        self.run, self.checkpointing = run, checkpointing
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         net = model_wrap.inner_model.diffusion_model
-        with trainable_weights(net), frozen(net), cloned_norm_inputs(net):
+        with trainable_weights(net), frozen(net), cloned_norm_inputs(net), checkpointed_blocks(net, self.checkpointing):
             self.run(GuiderHost(model_wrap, extra_args))
         return latent_image
 
@@ -172,9 +212,10 @@ class EtaProgress(Progress):
 
 def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: list[int], sigma: float,
                      config: GradientConfig, progress: Callable[[int, int], None] | None = None,
-                     space: str = "", word: str = "", prompt: str = "") -> GradientSet:
+                     space: str = "", word: str = "", prompt: str = "", checkpointing: bool = False) -> GradientSet:
     """Per-pair gradients w.r.t. ``positive``'s conditioning rows ``rows``, for ``latents_vae`` (VAE space,
-    as a LATENT holds them) through ComfyUI's guider for ``model``. The input conditioning is not changed."""
+    as a LATENT holds them) through ComfyUI's guider for ``model``. The input conditioning is not changed.
+    ``checkpointing`` recomputes block activations in backward (less memory, one more forward)."""
     if len(positive) != 1:
         raise InputError("conditioning", f"has {len(positive)} entries.", "use the conditioning of ONE prompt.")
     out: dict[str, GradientSet] = {}
@@ -190,5 +231,6 @@ def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: lis
             out["g"] = collect_gradients(host, z, host.base_cond(), rows, sigma, config, progress, space, word, prompt)
 
         sigmas = torch.tensor([max(float(sigma), 1e-3), 0.0])  # the guider wants a schedule; we use our sigma
-        guider.sample(torch.zeros_like(head), head, _GradientSampler(run), sigmas, seed=0, disable_pbar=True)
+        sampler = _GradientSampler(run, checkpointing)
+        guider.sample(torch.zeros_like(head), head, sampler, sigmas, seed=0, disable_pbar=True)
     return out["g"]

@@ -45,9 +45,13 @@ def test_token_rows_come_from_the_models_tokenizer(tiny, mods):
 
 
 def fd_check(mods, model, cond, latents, rows, sigma, eps):
-    """Largest relative error between the gradients' directional derivative and a central difference."""
+    """Largest relative error between the gradients' directional derivative and a central difference;
+    block checkpointing must give the same gradients."""
     cfg = mods.gr.GradientConfig(pairs=4, batch_size=2, seed=3, normalize=False)
     gs = mods.cg.collect_in_comfy(model, cond, latents, rows, sigma, cfg)
+    ck = mods.cg.collect_in_comfy(model, cond, latents, rows, sigma, cfg, checkpointing=True)
+    torch.testing.assert_close(ck.vectors, gs.vectors, rtol=1e-4, atol=1e-6 * float(gs.vectors.abs().max()))
+    assert not any("forward" in vars(m) for m in model.model.diffusion_model.modules())  # wrappers are gone
     v = torch.randn(cond[0][0].shape[-1], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
 
     def losses(t):
@@ -96,7 +100,7 @@ def collected(tiny, mods):
     node = mods.col.CollectGradients
     args = dict(model=tiny.model, clip=tiny.clip, prompt=PROMPT, word="dog", negative="", images=5, pairs=8, seed=2,
                 steps=3, cfg=2.0, sampler_name="euler", scheduler="normal", width=64, height=64, step=0,
-                normalize=True, remove_common=False, batch_size=3)
+                normalize=True, remove_common=False, batch_size=3, gradient_checkpointing=True)
     first = _out(node.execute(**args))
     return args, first
 
