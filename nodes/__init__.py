@@ -5,6 +5,10 @@ from comfy_api.latest import ComfyExtension, io
 from .concepts.collect import SAECollectActivations, SAEListBlocks
 from .concepts.steer import SAEConceptMap, SAESteer
 from .concepts.train import ImportUnboxSAE, LoadSAE, SAETrain, SaveSAE
+from .elrond.apply import ApplyDirections, RandomDirections
+from .elrond.collect import CollectGradients
+from .elrond.decompose import ConceptComplexity, Decompose
+from .elrond.files import LoadDirections, SaveDirections
 from .sliderspace.apply import ApplySliderBank, RandomSparseSliders
 from .sliderspace.banks import ExportSliderLoRA, LoadSliderBank, SaveSliderBank
 from .sliderspace.discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose, TrajectorySampler
@@ -21,4 +25,6 @@ class SliderSpaceExtension(ComfyExtension):
                 SaveSliderBank, LoadSliderBank, ExportSliderLoRA, ApplySliderBank,
                 RandomSparseSliders, SliderGrid, LabelBank, DiversityScore,
                 SAEListBlocks, SAECollectActivations, SAETrain, SaveSAE, LoadSAE, ImportUnboxSAE,
-                SAEConceptMap, SAESteer]
+                SAEConceptMap, SAESteer,
+                CollectGradients, Decompose, ConceptComplexity, ApplyDirections, RandomDirections,
+                SaveDirections, LoadDirections]

@@ -29,3 +29,10 @@ Activations = io.Custom("SLIDERSPACE_ACTIVATIONS")
 SAE = io.Custom("SLIDERSPACE_SAE")
 """sliderspace_core.concepts.sae.ConceptSAE: a TopK SAE with its block and per-feature statistics."""
 CONCEPTS_CATEGORY = "SliderSpace/SAE concepts"
+
+# ELROND (issue 14)
+Gradients = io.Custom("SLIDERSPACE_ELROND_GRADIENTS")
+"""sliderspace_core.elrond.gradients.GradientSet: one token-conditioning gradient per image pair."""
+Directions = io.Custom("SLIDERSPACE_ELROND_DIRECTIONS")
+"""sliderspace_core.decompose.directions.Directions in a conditioning space."""
+ELROND_CATEGORY = "SliderSpace/ELROND"

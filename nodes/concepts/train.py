@@ -60,7 +60,7 @@ class SAETrain(io.ComfyNode):
                                 batch_size=batch_size, epochs=epochs, seed=seed)
             cfg.validate(activations.d)
             steps = max(1, -(-activations.rows // batch_size)) * epochs
-            progress = Progress(steps)
+            progress = Progress(steps, "SAE training steps")
             dead: list[float] = []
 
             def report(step: int, total: int | None, snap: dict) -> None:

@@ -15,10 +15,12 @@ OPEN_CLIP_FOLDER = "sliderspace_encoders"
 """models/sliderspace_encoders: optional open_clip image encoders."""
 SAE_FOLDER = "sae"
 """models/sae: SAE-concepts SAEs (.safetensors) and imported sdxl-unbox folders."""
+ELROND_FOLDER = "elrond"
+"""models/elrond: ELROND directions."""
 NONE_FOUND = "(none found)"
 """Combo placeholder for an empty folder; execute then names the fix."""
 
-for _name in (BANK_FOLDER, OPEN_CLIP_FOLDER, SAE_FOLDER):
+for _name in (BANK_FOLDER, OPEN_CLIP_FOLDER, SAE_FOLDER, ELROND_FOLDER):
     if _name not in folder_paths.folder_names_and_paths:
         folder_paths.add_model_folder_path(_name, os.path.join(folder_paths.models_dir, _name))
 

@@ -121,14 +121,14 @@ class ClipEmbed(io.ComfyNode):
                                      "connect the VAE of the checkpoint that sampled them.")
                 items, prov = trajectories.flat()
                 decode = vae_decoder(vae, trajectories.latent, int(items.shape[1]))
-                progress = Progress(len(items))
+                progress = Progress(len(items), "x̂0 embedded")
                 vectors = embed_in_batches(items, decode, enc, batch_size, on_batch=progress)
                 check_finite(vectors, "trajectories", "the embeddings of the decoded x̂0")
                 emb = Embeddings(vectors, prov["trajectory"], prov["step"], prov["sigma"], prov["prompt_index"],
                                  enc.encoder_id, True, tuple(trajectories.prompts))
             elif images is not None:
                 check_finite(images, "images", "the images")
-                progress = Progress(len(images))
+                progress = Progress(len(images), "images embedded")
                 vectors = embed_in_batches(images, lambda x: x, enc, batch_size, on_batch=progress,
                                            input_name="images")
                 emb = Embeddings.from_images(vectors, enc.encoder_id)

@@ -85,7 +85,7 @@ class TrainSliders(io.ComfyNode):
     def _train(model, vae, enc, positive, basis, traj, n_sliders, cfg, targets, pattern):
         diffusion = model.model.diffusion_model
         modules = target_modules(diffusion, targets, pattern)
-        progress = Progress(cfg.iterations)
+        progress = Progress(cfg.iterations, "slider training steps")
         every = max(1, cfg.iterations // LIVE_UPDATES)
 
         def live(done: int, losses: list[float]) -> None:

@@ -1,0 +1,217 @@
+"""ELROND inside ComfyUI: token rows from the model's own tokenizer, and conditioning gradients in the guider.
+
+Token rows: the prompt is tokenized as CLIPTextEncode does; the word is tokenized alone, its start/end/pad
+tokens (those of the empty prompt) dropped, and that id run is searched in the prompt's flattened chunks
+(row = chunk · chunk length + index). Every occurrence counts, and a word split into several pieces uses
+all of them. The rows are those of the encoder whose output is the CONDITIONING tensor: ``l`` for SD1.x
+(``h``/``g`` for other single-CLIP models), ``l`` for SDXL (CLIP-G shares its rows), ``t5xxl`` for FLUX.
+
+Gradients run inside ``Guider_Basic.sample`` with a custom ``Sampler`` (ComfyUI's ``nodes_train.py``
+idiom), so ComfyUI loads the model and builds every extra input (SDXL's ``y``, FLUX's guidance). The
+sampler swaps a batched leaf into the positive's ``c_crossattn`` for each pass and calls the guider: x̂0 on
+the cond branch only. FLUX's in-place adds break backward through its LayerNorms; while collecting, every
+LayerNorm of a FLUX model gets a cloned input (a forward pre-hook, removed in ``finally``).
+
+Storage: gradients are kept in memory as one float32 (P, D) CPU tensor — 30 000 FLUX gradients (the
+paper's cap) are 0.5 GB, SD1.5's 92 MB — far below the model itself, so no shards are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import comfy.model_management as mm
+import comfy.samplers
+import torch
+from comfy.sd1_clip import SD1ClipModel
+from comfy.sdxl_clip import SDXLClipModel
+from comfy.text_encoders.flux import FluxClipModel
+from comfy_extras.nodes_custom_sampler import Guider_Basic
+from torch import nn
+
+from ...sliderspace_core.common.errors import InputError
+from ...sliderspace_core.elrond.gradients import GradientConfig, GradientSet, collect_gradients
+from .autograd import clone_conditioning, frozen, trainable_weights
+
+log = logging.getLogger("sliderspace.elrond")
+
+
+def _row_key(clip) -> str:
+    m = clip.cond_stage_model
+    if isinstance(m, FluxClipModel):
+        return "t5xxl"
+    if isinstance(m, SDXLClipModel):
+        return "l"
+    if isinstance(m, SD1ClipModel):
+        return m.clip_name
+    raise InputError("clip", f"its text encoder ({type(m).__name__}) is not supported by ELROND yet.",
+                     "use an SD1.x, SD2, SDXL or FLUX checkpoint's CLIP.")
+
+
+def conditioning_space(clip, width: int) -> str:
+    """The id of a conditioning space: text-encoder class and width, e.g. ``conditioning:SDXLClipModel:2048``."""
+    return f"conditioning:{type(clip.cond_stage_model).__name__.rstrip('_')}:{int(width)}"
+
+
+def _flat_ids(clip, key: str, text: str) -> list:
+    tokens = clip.tokenize(text)
+    if key not in tokens:
+        raise InputError("clip", f"its tokenizer gives no {key!r} tokens.", "use the CLIP of the same checkpoint.")
+    return [t[0] for chunk in tokens[key] for t in chunk]
+
+
+def token_rows(clip, prompt: str, word: str, n_rows: int | None = None, input_name: str = "word") -> list[int]:
+    """Rows of ``prompt``'s conditioning that hold ``word``'s token pieces (all occurrences)."""
+    key = _row_key(clip)
+    ids = _flat_ids(clip, key, prompt)
+    if n_rows is not None and n_rows != len(ids):
+        raise InputError("prompt", f"tokenizes to {len(ids)} rows but the conditioning has {n_rows}.",
+                         "give the exact prompt that made this conditioning, with the same CLIP.")
+    special = {i for i in _flat_ids(clip, key, "") if isinstance(i, int)}
+    piece = [i for i in _flat_ids(clip, key, word.strip()) if isinstance(i, int) and i not in special]
+    if not word.strip() or not piece:
+        raise InputError(input_name, f"{word!r} gives no token.", "type the concept word, e.g. 'dog'.")
+    n = len(piece)
+    rows = [r + k for r in range(len(ids) - n + 1) if ids[r:r + n] == piece for k in range(n)]
+    if not rows:
+        raise InputError(input_name, f"{word!r} (token ids {piece}) does not occur in the prompt {prompt!r}.",
+                         "use a word of the prompt, spelled as in the prompt (or add it to the prompt).")
+    return rows
+
+
+def first_usable_sigma(model, steps: int, scheduler: str, step: int = 0) -> tuple[int, float]:
+    """(index, sigma) of schedule step ``step``, moved on while x_t would not depend on the image at all
+    (flow models at sigma 1, e.g. FLUX's first step)."""
+    ms = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, steps).float().cpu()
+    if not 0 <= step < steps:
+        raise InputError("step", f"is {step} but the schedule has {steps} steps.", f"use 0..{steps - 1} (0: noisiest).")
+    i = step
+    while i < steps - 1 and float(ms.noise_scaling(sigmas[i:i + 1], torch.zeros(1, 1), torch.ones(1, 1)).abs()) < 1e-6:
+        i += 1
+    return i, float(sigmas[i])
+
+
+@contextlib.contextmanager
+def cloned_norm_inputs(diffusion_model: nn.Module) -> Iterator[None]:
+    """FLUX only: give every LayerNorm a cloned input, so later in-place adds cannot break backward."""
+    handles = []
+    if type(diffusion_model).__module__.startswith("comfy.ldm.flux"):
+        for m in diffusion_model.modules():
+            if isinstance(m, nn.LayerNorm):
+                handles.append(m.register_forward_pre_hook(lambda _m, args: (args[0].clone(), *args[1:])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+CHECKPOINTED = ("input_blocks", "middle_block", "output_blocks", "double_blocks", "single_blocks")
+"""Top-level block containers of UNets and FLUX whose blocks are recomputed in backward when checkpointing."""
+
+
+@contextlib.contextmanager
+def checkpointed_blocks(diffusion_model: nn.Module, on: bool = True) -> Iterator[None]:
+    """Recompute each top-level block's activations in backward instead of keeping them (non-reentrant
+    ``torch.utils.checkpoint``): memory of one block instead of the whole net, for one more forward."""
+    from torch.utils.checkpoint import checkpoint
+
+    wrapped: list[nn.Module] = []
+
+    def wrap(block: nn.Module) -> None:
+        inner = block.forward
+
+        def fresh(*args, **kwargs):  # FLUX blocks add into their inputs in place: give them copies
+            args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+            kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+            return inner(*args, **kwargs)
+
+        def forward(*args, **kwargs):
+            return checkpoint(fresh, *args, use_reentrant=False, **kwargs)
+
+        block.forward = forward
+        wrapped.append(block)
+
+    try:
+        for name in CHECKPOINTED if on else ():
+            holder = getattr(diffusion_model, name, None)
+            if isinstance(holder, nn.ModuleList):
+                for block in holder:
+                    wrap(block)
+            elif isinstance(holder, nn.Module):
+                wrap(holder)
+        yield
+    finally:
+        for block in wrapped:
+            del block.forward  # the instance attribute: the class's forward shows through again
+
+
+class GuiderHost:
+    """The core's ``GradientHost`` over the guider a sampler receives: x̂0 on the cond branch."""
+
+    def __init__(self, model_wrap, extra_args: dict) -> None:
+        self.model_wrap, self.extra_args = model_wrap, extra_args
+        self.inner = model_wrap.inner_model
+        self.entries = model_wrap.conds["positive"]
+        self.device = next(iter(self.entries))["model_conds"]["c_crossattn"].cond.device
+        self.x_device = self.inner.device if hasattr(self.inner, "device") else self.device
+
+    def base_cond(self) -> torch.Tensor:
+        return self.entries[0]["model_conds"]["c_crossattn"].cond.detach().clone()
+
+    def noised(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        d = self.x_device
+        return self.inner.model_sampling.noise_scaling(sigma.to(d), noise.to(d, x0.dtype), x0.to(d), False)
+
+    def predict_x0(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        saved = [e["model_conds"]["c_crossattn"] for e in self.entries]
+        try:
+            for e, orig in zip(self.entries, saved, strict=True):
+                e["model_conds"]["c_crossattn"] = orig._copy_with(cond.to(orig.cond.device))
+            return self.model_wrap(x_t.to(self.x_device), sigma.to(self.x_device), **self.extra_args)
+        finally:
+            for e, orig in zip(self.entries, saved, strict=True):
+                e["model_conds"]["c_crossattn"] = orig
+
+
+class _GradientSampler(comfy.samplers.Sampler):
+    """A 'sampler' whose sampling is gradient collection; returns the latents unchanged."""
+
+    def __init__(self, run: Callable[[GuiderHost], None], checkpointing: bool = False) -> None:
+        self.run, self.checkpointing = run, checkpointing
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        net = model_wrap.inner_model.diffusion_model
+        with trainable_weights(net), frozen(net), cloned_norm_inputs(net), checkpointed_blocks(net, self.checkpointing):
+            self.run(GuiderHost(model_wrap, extra_args))
+        return latent_image
+
+
+def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: list[int], sigma: float,
+                     config: GradientConfig, progress: Callable[[int, int], None] | None = None,
+                     space: str = "", word: str = "", prompt: str = "", checkpointing: bool = False) -> GradientSet:
+    """Per-pair gradients w.r.t. ``positive``'s conditioning rows ``rows``, for ``latents_vae`` (VAE space,
+    as a LATENT holds them) through ComfyUI's guider for ``model``. The input conditioning is not changed.
+    ``checkpointing`` recomputes block activations in backward (less memory, one more forward)."""
+    if len(positive) != 1:
+        raise InputError("conditioning", f"has {len(positive)} entries.", "use the conditioning of ONE prompt.")
+    out: dict[str, GradientSet] = {}
+    with torch.inference_mode(False), torch.enable_grad():
+        latents = latents_vae.clone() if latents_vae.is_floating_point() else latents_vae.float()
+        head = latents[: max(1, min(config.batch_size, len(latents)))]
+        mm.load_models_gpu([model], force_full_load=True)
+        guider = Guider_Basic(model)
+        guider.set_conds(clone_conditioning(positive))
+
+        def run(host: GuiderHost) -> None:
+            z = host.inner.process_latent_in(latents)
+            out["g"] = collect_gradients(host, z, host.base_cond(), rows, sigma, config, progress, space, word, prompt)
+
+        sigmas = torch.tensor([max(float(sigma), 1e-3), 0.0])  # the guider wants a schedule; we use our sigma
+        sampler = _GradientSampler(run, checkpointing)
+        guider.sample(torch.zeros_like(head), head, sampler, sigmas, seed=0, disable_pbar=True)
+    return out["g"]

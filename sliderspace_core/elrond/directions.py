@@ -1,0 +1,140 @@
+"""ELROND directions (METHODS §2 step 5): PCA of the gradients (the C/min(N, D) rule or top-n) or the
+decoder atoms of a TopK SAE, as the shared :class:`Directions` type, and their safetensors file.
+
+A directions file is ONE safetensors file: tensors ``directions.components``, ``.explained_variance``,
+``.explained_variance_ratio``, ``.mean`` and, in its metadata, ``format``, ``format_version`` and the
+:class:`Directions` fields (``space`` names the conditioning space, e.g. ``conditioning:SD1ClipModel:768``).
+Loading never unpickles and refuses foreign or damaged files with an :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..common.errors import InputError
+from ..common.safefile import read_header, write_safetensors
+from ..decompose.directions import Directions
+from ..decompose.pca import fit_pca
+from ..decompose.topk_sae import TopKSAEConfig, density_directions
+from ..decompose.topk_train import train_sae
+from .complexity import LID_C, concept_complexity
+from .gradients import GradientSet
+
+FORMAT_NAME = "sliderspace.elrond_directions"
+FORMAT_VERSION = 1
+PREFIX = "directions."
+PcaRule = Literal["lid", "top_n"]
+
+ELROND_SAE = TopKSAEConfig(k=32, expansion=1.0, auxk=None, lr=3e-5, warmup_steps=1000, batch_size=512, epochs=20)
+"""The paper's SAE: expansion 1, k 32, lr 3e-5 with 1 000 warm-up steps, 20 epochs, batch 512."""
+
+
+def _rows(grads: GradientSet | Tensor) -> tuple[Tensor, dict]:
+    if isinstance(grads, GradientSet):
+        return grads.vectors, {"word": grads.word, "prompt": grads.prompt, "sigma": grads.sigma,
+                               "token_rows": list(grads.token_rows), **grads.config}
+    return torch.as_tensor(grads), {}
+
+
+def pca_directions(grads: GradientSet | Tensor, rule: PcaRule = "lid", n: int = 8, c: float = LID_C,
+                   space: str = "") -> Directions:
+    """PCA of the gradient rows. ``rule="lid"`` keeps the components whose explained-variance ratio exceeds
+    ``c / min(N, D)`` (the concept's LID); ``"top_n"`` keeps the first ``n``. Rows are used as collected
+    (collection already normalised them when asked)."""
+    x, source = _rows(grads)
+    space = space or getattr(grads, "space", "")
+    if rule == "lid":
+        rep = concept_complexity(x, c=c)
+        if rep.lid < 1:
+            raise InputError("rule", f"no component explains more than C/min(N, D) = {rep.threshold:.3g} of the "
+                             "variance: the gradients look isotropic.", "use rule 'top_n', or collect more "
+                             "gradients (a prompt with a concrete concept word).")
+        k = rep.lid
+        source.update(lid=rep.lid, c=float(c))
+    elif rule == "top_n":
+        k = int(n)
+    else:
+        raise InputError("rule", f"is {rule!r}.", "use 'lid' or 'top_n'.")
+    d = fit_pca(x, k, method="exact", normalize=False, encoder_id=space)
+    d.source.update(source, rule=rule)
+    return d
+
+
+def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_SAE, lo: float = -6.0,
+                   hi: float = 0.0, progress=None) -> Directions:
+    """Decoder atoms of a TopK SAE trained on the gradients whose log10 firing density lies in (lo, hi),
+    most frequently firing first. Variances are those of the centred rows along each atom."""
+    x, source = _rows(grads)
+    x = x.float()
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise InputError("gradients", f"has shape {tuple(x.shape)}.", "collect at least 2 gradients.")
+    if not bool(torch.isfinite(x).all()):
+        raise InputError("gradients", "contain NaN or infinite values.", "collect them again.")
+    sae, stats = train_sae(x, config, progress=progress)
+    atoms, ids = density_directions(sae, lo=lo, hi=hi)
+    if atoms.shape[0] == 0:
+        raise InputError("sae", f"no SAE feature fires with a log10 density in ({lo}, {hi}).",
+                         "train longer (more epochs) or use PCA.")
+    dens = sae.firing_density.detach().double().cpu()[ids]
+    order = torch.argsort(dens, descending=True, stable=True)
+    atoms, ids = atoms[order], ids[order]
+    xd = x.double()
+    mean = xd.mean(0)
+    xc = xd - mean
+    var = (xc @ atoms.double().T).square().sum(0) / max(1, x.shape[0] - 1)
+    total = xc.square().sum() / max(1, x.shape[0] - 1)
+    source.update(features=ids.tolist(), explained_variance=stats.explained_variance, k=config.k,
+                  expansion=config.expansion, epochs=config.epochs, lo=lo, hi=hi)
+    return Directions(atoms.float().contiguous(), var, var / total.clamp_min(1e-300), mean.float(),
+                      int(x.shape[0]), getattr(grads, "space", ""), "topk_sae", source)
+
+
+def check_directions_for(directions: Directions, space: str, width: int, input_name: str = "directions") -> None:
+    """Refuse directions of another conditioning width or text-encoder family."""
+    d = int(directions.components.shape[1])
+    if d != width:
+        raise InputError(input_name, f"are {d} wide ({directions.space or 'unknown space'}) but this conditioning "
+                         f"is {width} wide.", "collect and decompose gradients with this model's text encoder.")
+    if directions.space and space and directions.space != space:
+        raise InputError(input_name, f"live in {directions.space!r}, not in this text encoder's {space!r}.",
+                         "collect and decompose gradients with this model's text encoder.")
+
+
+def save_directions(directions: Directions, path: str, overwrite: bool = False) -> None:
+    """Write ``directions`` as one self-describing safetensors file (atomic)."""
+    tensors, meta = directions.to_state(PREFIX)
+    write_safetensors(tensors, path, {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), **meta},
+                      overwrite=overwrite)
+
+
+def load_directions(path: str, input_name: str = "file") -> Directions:
+    """Read a file written by :func:`save_directions`; foreign or damaged files raise :class:`InputError`."""
+    from safetensors import safe_open
+
+    name = os.path.basename(path)
+    meta = read_header(path, input_name).get("__metadata__") or {}
+    if meta.get("format") != FORMAT_NAME:
+        raise InputError(input_name, f"{name!r} is not an ELROND directions file.",
+                         "choose a file written by ELROND Save Directions.")
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise InputError(input_name, f"{name!r} has format version {meta.get('format_version')!r}; this "
+                         f"version reads {FORMAT_VERSION}.", "update the node pack or save the directions again.")
+    damaged = f"{name!r} is damaged"
+    try:
+        with safe_open(path, framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        d = Directions.from_state(tensors, meta, PREFIX)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parse failure of a damaged file
+        raise InputError(input_name, f"{damaged} ({type(e).__name__}: {e}).", "save the directions again.") from None
+    k, width = tuple(d.components.shape) if d.components.ndim == 2 else (0, 0)
+    ok = (k > 0 and width > 0 and d.explained_variance.shape == (k,) and d.explained_variance_ratio.shape == (k,)
+          and d.mean.shape == (width,) and bool(torch.isfinite(d.components).all()))
+    if not ok:
+        raise InputError(input_name, f"{damaged}: inconsistent or non-finite tensors.", "save the directions again.")
+    return d

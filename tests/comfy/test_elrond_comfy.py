@@ -1,0 +1,217 @@
+"""ELROND in real ComfyUI with tiny random models: token rows, gradients vs finite differences (SD1.5, SDXL and
+FLUX shapes), the nodes end to end (collect → decompose → apply → KSampler), and bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.comfy.host import pack_module
+from tests.comfy.test_bank_export import build as build_family
+
+PROMPT = "a photo of a dog on sliderspace grass"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def mods(comfy):
+    names = {"cg": "nodes.glue.conditioning", "gr": "sliderspace_core.elrond.gradients",
+             "ed": "sliderspace_core.elrond.edits", "smp": "nodes.glue.sampling",
+             "err": "sliderspace_core.common.errors", "col": "nodes.elrond.collect", "dec": "nodes.elrond.decompose",
+             "app": "nodes.elrond.apply", "fil": "nodes.elrond.files", "dr": "sliderspace_core.elrond.directions"}
+    return type("M", (), {k: pack_module(v) for k, v in names.items()})
+
+
+def _out(node_output):
+    return node_output.args if hasattr(node_output, "args") else node_output
+
+
+def test_token_rows_come_from_the_models_tokenizer(tiny, mods):
+    assert mods.cg.token_rows(tiny.clip, PROMPT, "dog") == [5]
+    rows = mods.cg.token_rows(tiny.clip, PROMPT, "sliderspace")  # several BPE pieces: all of them
+    assert len(rows) > 1 and rows == list(range(rows[0], rows[0] + len(rows)))
+    assert mods.cg.token_rows(tiny.clip, "a dog and a dog", "dog") == [2, 5]
+    with pytest.raises(mods.err.InputError) as e:
+        mods.cg.token_rows(tiny.clip, PROMPT, "cat")
+    assert e.value.input_name == "word" and "does not occur" in e.value.problem
+    assert mods.cg.conditioning_space(tiny.clip, 768) == "conditioning:SD1ClipModel:768"
+
+
+def fd_check(mods, model, cond, latents, rows, sigma, eps):
+    """Largest relative error between the gradients' directional derivative and a central difference;
+    block checkpointing must give the same gradients."""
+    cfg = mods.gr.GradientConfig(pairs=4, batch_size=2, seed=3, normalize=False)
+    gs = mods.cg.collect_in_comfy(model, cond, latents, rows, sigma, cfg)
+    ck = mods.cg.collect_in_comfy(model, cond, latents, rows, sigma, cfg, checkpointing=True)
+    torch.testing.assert_close(ck.vectors, gs.vectors, rtol=1e-4, atol=1e-6 * float(gs.vectors.abs().max()))
+    assert not any("forward" in vars(m) for m in model.model.diffusion_model.modules())  # wrappers are gone
+    v = torch.randn(cond[0][0].shape[-1], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+
+    def losses(t):
+        edited = [[mods.ed.add_to_rows(cond[0][0], rows, t * v), cond[0][1]]]
+        return mods.cg.collect_in_comfy(model, edited, latents, rows, sigma, cfg).losses
+
+    fd = (losses(eps) - losses(-eps)) / (2 * eps)
+    analytic = gs.vectors.double() @ v
+    assert bool(torch.isfinite(gs.vectors).all()) and float(analytic.abs().max()) > 0
+    rel = float((analytic - fd).abs().max() / analytic.abs().max())
+    print(f"\n[ELROND FD] rel. error {rel:.2e} (max |g·v| {float(analytic.abs().max()):.3g})")
+    return rel
+
+
+def test_sd15_gradient_matches_float64_finite_difference(tiny, mods):
+    from tests.comfy import tiny_models
+
+    model = tiny_models.build_model(seed=11)
+    dm = model.model.diffusion_model
+    dm.to(torch.float64)
+    dm.dtype = torch.float64  # the guider path casts x̂0 to float32; FD runs in float64 around it
+    cond = mods.smp.encode_text(tiny.clip, PROMPT)
+    cond = [[cond[0][0].double(), cond[0][1]]]
+    latents = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rows = mods.cg.token_rows(tiny.clip, PROMPT, "sliderspace")
+    assert fd_check(mods, model, cond, latents, rows, 5.0, 1e-2) <= 1e-2
+
+
+@pytest.mark.parametrize("family", ["SDXL", "Flux"])
+def test_sdxl_and_flux_shapes_collect_correct_gradients(comfy, mods, family):
+    model = build_family(family, seed=7)
+    g = torch.Generator().manual_seed(1)
+    if family == "SDXL":
+        cond = [[torch.randn(1, 77, 2048, generator=g), {"pooled_output": torch.randn(1, 1280, generator=g)}]]
+        latents, rows = torch.randn(4, 4, 8, 8, generator=g), [3, 4]
+    else:
+        cond = [[torch.randn(1, 16, 64, generator=g), {"pooled_output": torch.randn(1, 32, generator=g)}]]
+        latents, rows = torch.randn(4, 16, 8, 8, generator=g), [2]
+    index, sigma = mods.cg.first_usable_sigma(model, 10, "simple")
+    assert (index == 1) == (family == "Flux")  # FLUX's first sigma (1.0) would drop image A: the next one
+    assert fd_check(mods, model, cond, latents, rows, sigma, 1e-2) <= 1e-2
+
+
+@pytest.fixture(scope="module")
+def collected(tiny, mods):
+    node = mods.col.CollectGradients
+    args = dict(model=tiny.model, clip=tiny.clip, prompt=PROMPT, word="dog", negative="", images=5, pairs=8, seed=2,
+                steps=3, cfg=2.0, sampler_name="euler", scheduler="normal", width=64, height=64, step=0,
+                normalize=True, remove_common=False, batch_size=3, gradient_checkpointing=True)
+    first = _out(node.execute(**args))
+    return args, first
+
+
+def test_collect_node_is_seeded_and_deterministic(collected, mods):
+    args, (grads, latents, info) = collected
+    assert grads.vectors.shape == (8, 768) and grads.token_rows == [5] and "8 gradients" in info
+    assert torch.allclose(grads.vectors.norm(dim=1), torch.ones(8))
+    assert latents["samples"].shape == (5, 4, 8, 8)
+    again = _out(mods.col.CollectGradients.execute(**args))[0]
+    assert torch.equal(again.vectors, grads.vectors) and torch.equal(again.pairs, grads.pairs)
+    other = _out(mods.col.CollectGradients.execute(**{**args, "seed": 3}))[0]
+    assert not torch.equal(other.vectors, grads.vectors)
+    # a LATENT batch instead of sampling gives the same gradients for the same images
+    same = _out(mods.col.CollectGradients.execute(**args, latents=latents))[0]
+    torch.testing.assert_close(same.vectors, grads.vectors)
+
+
+def test_decompose_apply_and_ksampler(tiny, collected, mods):
+    import nodes as comfy_nodes
+
+    _, (grads, _, _) = collected
+    dirs, spectrum = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 3, 2.5, 32, 20, 3e-5, 0))
+    assert dirs.n_components == 3 and dirs.space == "conditioning:SD1ClipModel:768" and spectrum.shape[-1] == 3
+    report, lid, curve = _out(mods.dec.ConceptComplexity.execute(grads, 2.5, 0, dirs, dirs))
+    assert "LID" in report and "subspace overlap: 1.0000" in report and curve.ndim == 4
+    positive = mods.smp.encode_text(tiny.clip, PROMPT)
+    negative = mods.smp.encode_text(tiny.clip, "")
+    before = positive[0][0].clone()
+    apply = mods.app.ApplyDirections.execute
+    zero = _out(apply(positive, tiny.clip, PROMPT, "dog", dirs, "0:0, 1:0", 1.0))[0]
+    moved = _out(apply(positive, tiny.clip, PROMPT, "dog", dirs, "0:30", 1.0))[0]
+    assert torch.equal(positive[0][0], before)  # the input is never modified
+    assert torch.equal(zero[0][0], before)
+    changed = (moved[0][0] != before).any(-1)[0]
+    assert changed.nonzero().flatten().tolist() == [5]  # only the word's row
+    torch.testing.assert_close((moved[0][0] - before)[0, 5], 30 * dirs.components[0])
+    # a second word composes without touching the first word's edit
+    both = _out(apply(moved, tiny.clip, PROMPT, "grass", dirs, "1:-20", 1.0))[0]
+    assert torch.equal(both[0][0][0, 5], moved[0][0][0, 5]) and not torch.equal(both[0][0], moved[0][0])
+
+    def ksample(pos):
+        latent = {"samples": torch.zeros(1, 4, 8, 8)}
+        out = comfy_nodes.common_ksampler(tiny.model, 5, 3, 2.0, "euler", "normal", pos, negative, latent)
+        return out[0]["samples"]
+
+    vanilla = ksample(positive)
+    assert torch.equal(ksample(zero), vanilla)  # strength 0 ≡ vanilla, bit for bit
+    assert not torch.equal(ksample(moved), vanilla)
+    assert torch.equal(negative[0][0], mods.smp.encode_text(tiny.clip, "")[0][0])
+
+
+def test_random_directions_node_item_j_is_seed_plus_j(tiny, collected, mods):
+    _, (grads, _, _) = collected
+    dirs = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 4, 2.5, 32, 20, 3e-5, 0))[0]
+    positive = mods.smp.encode_text(tiny.clip, PROMPT)
+    rnd = mods.app.RandomDirections.execute
+    batch, text = _out(rnd(positive, tiny.clip, PROMPT, "dog", dirs, 10, 2, 30.0, 40.0, True, 3))
+    single = _out(rnd(positive, tiny.clip, PROMPT, "dog", dirs, 12, 2, 30.0, 40.0, True, 1))[0]
+    assert batch[0][0].shape[0] == 3 and torch.equal(batch[0][0][2], single[0][0][0])
+    assert "item 2 (seed 12)" in text
+    norms = (batch[0][0] - positive[0][0])[:, 5].norm(dim=-1)
+    assert bool(((norms > 29.99) & (norms < 40.01)).all())
+
+
+def test_bad_inputs_name_node_input_and_fix(tiny, collected, mods):
+    args, (grads, _, _) = collected
+    err = mods.err.InputError
+    with pytest.raises(err) as e:
+        mods.col.CollectGradients.execute(**{**args, "word": "cat"})
+    assert e.value.node == mods.col.CollectGradients.NAME and e.value.input_name == "word"
+    with pytest.raises(err) as e:
+        mods.col.CollectGradients.execute(**{**args, "pairs": 11})
+    assert e.value.input_name == "pairs" and "10 pairs" in e.value.problem and e.value.fix
+    narrow = mods.dr.Directions(torch.eye(2, 48), torch.ones(2), torch.ones(2), torch.zeros(48), 9,
+                                "conditioning:SD1ClipModel:48")
+    positive = mods.smp.encode_text(tiny.clip, PROMPT)
+    with pytest.raises(err) as e:
+        mods.app.ApplyDirections.execute(positive, tiny.clip, PROMPT, "dog", narrow, "0:1", 1.0)
+    assert e.value.node == mods.app.ApplyDirections.NAME and e.value.input_name == "directions"
+    foreign = mods.dr.Directions(torch.eye(2, 768), torch.ones(2), torch.ones(2), torch.zeros(768), 9,
+                                 "conditioning:SD2ClipModel:768")
+    with pytest.raises(err) as e:
+        mods.app.ApplyDirections.execute(positive, tiny.clip, PROMPT, "dog", foreign, "0:1", 1.0)
+    assert "SD2ClipModel" in e.value.problem
+    with pytest.raises(err) as e:
+        mods.app.ApplyDirections.execute(positive, tiny.clip, "another prompt entirely " * 10, "prompt", foreign,
+                                         "0:1", 1.0)
+    assert e.value.input_name in ("prompt", "directions")
+    from tests.comfy import tiny_models
+
+    broken = tiny_models.build_model(seed=12)
+    with torch.no_grad():
+        next(broken.model.diffusion_model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(err) as e:
+        mods.col.CollectGradients.execute(**{**args, "model": broken, "latents": {"samples": torch.randn(3, 4, 8, 8)},
+                                             "pairs": 2})
+    assert e.value.input_name == "model" and "NaN" in e.value.problem
+
+
+def test_save_and_load_directions_nodes(collected, mods, tmp_path, monkeypatch):
+    import folder_paths
+
+    _, (grads, _, _) = collected
+    dirs = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 2, 2.5, 32, 20, 3e-5, 0))[0]
+    exts = folder_paths.folder_names_and_paths["elrond"][1]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "elrond", ([str(tmp_path)], exts))
+    name = _out(mods.fil.SaveDirections.execute(dirs, "dog dirs"))[0]
+    assert name == "dog dirs_00001.safetensors"
+    back = _out(mods.fil.LoadDirections.execute(name))[0]
+    assert torch.equal(back.components, dirs.components) and back.space == dirs.space
+    with pytest.raises(mods.err.InputError) as e:
+        mods.fil.LoadDirections.execute("missing.safetensors")
+    assert e.value.node == mods.fil.LoadDirections.NAME and e.value.input_name == "file"
