@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.comfy.host import pack_module
+from .host import pack_module
 
 
 @pytest.fixture(scope="module")
