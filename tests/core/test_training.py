@@ -7,6 +7,7 @@ import torch
 from sliderspace_core.adapters import SliderAdapters
 from sliderspace_core.pca import fit_pca
 from sliderspace_core.training import SliderTrainer, TrainConfig, embed
+
 from .toy_host import ToyHost
 
 
