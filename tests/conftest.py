@@ -25,4 +25,4 @@ def require_host(what: str) -> None:
 
 
 # Session fixtures of the live tiers (one server shared by tests/e2e and tests/browser).
-from tests.live.fixtures import api_prompts, browser_tools, comfy_server  # noqa: E402, F401
+from .live.fixtures import api_prompts, browser_tools, comfy_server  # noqa: E402, F401

@@ -3,7 +3,9 @@
 One keyed APPLY_MODEL wrapper reads the sigma of each model evaluation and opens a gate; a weight
 wrapper per target module adds the pre-merged ``Σ sᵢΔWᵢ`` only while the gate is open. All sliders of a
 bank are merged ONCE when the node runs, so the per-forward cost is one add per module whatever the
-number of sliders. The input MODEL is cloned, never mutated; re-applying replaces, never stacks.
+number of sliders. The input MODEL is cloned, never mutated. Each application has a key (the node): the
+same key applied again replaces its earlier sliders, never stacks; different keys add up, each gated by
+its own window (one shared in-place merger holds every key's plain-float deltas).
 """
 
 from __future__ import annotations
@@ -64,37 +66,52 @@ def _clone_for(model, start_percent: float, end_percent: float, tag: str):
 
 
 MERGEABLE = (torch.float32, torch.float16, torch.bfloat16)
+MERGE_KEY = f"{PACK_KEY}:merge"
 
 
 class _InPlaceMerge:
-    """Merge-once: when the gate opens, add the dense deltas into the weights in place (originals backed
-    up); when it closes, or sampling ends for any reason, copy the originals back bit for bit. Zero cost
-    per forward. Used for plain float weights; quantized ones take the weight-wrapper path instead."""
+    """Merge-once for every slider node on one model: at each evaluation the nodes whose window holds the
+    sigma are the active set; when that set changes, the originals are copied back bit for bit and the
+    active nodes' dense deltas added in place (in node order). When sampling ends for any reason the
+    originals come back. Zero cost per forward. Used for plain float weights; quantized ones take the
+    weight-wrapper path instead. ``entries``: node key → (window, module → (up, down)); never mutated."""
 
-    def __init__(self, window: SigmaWindow, deltas: dict[str, Factors]) -> None:
-        self.window, self.deltas = window, deltas
+    def __init__(self, entries: dict[str, tuple[SigmaWindow, dict[str, Factors]]]) -> None:
+        self.entries = entries
         self.merge = WeightMerge()
+        self.active: tuple[str, ...] = ()
         self.model = None
 
-    def _set(self, on: bool) -> None:
-        if on == self.merge.merged or self.model is None:
+    def _set(self, active: tuple[str, ...]) -> None:
+        if active == self.active or self.model is None:
             return
-        if on:
+        self.merge.restore()
+        if active:
             dm = self.model.diffusion_model
-            self.merge.merge({n: dm.get_submodule(n).weight for n in self.deltas}, self.deltas)
-        else:
-            self.merge.restore()
+            edits = [self.entries[k][1] for k in active]
+            self.merge.merge({n: dm.get_submodule(n).weight for e in edits for n in e}, *edits)
+        self.active = active
 
     def apply_wrapper(self, executor, x, t, *args, **kwargs):
         self.model = executor.class_obj
-        self._set(self.window.contains(float(t.max())))
+        sigma = float(t.max())
+        self._set(tuple(k for k, (window, _) in self.entries.items() if window.contains(sigma)))
         return executor(x, t, *args, **kwargs)
 
     def outer_wrapper(self, executor, *args, **kwargs):
         try:
             return executor(*args, **kwargs)
         finally:
-            self._set(False)
+            self._set(())
+
+
+def _merge_entries(model) -> dict:
+    """The in-place entries already on ``model`` (from slider nodes upstream), as a new dict."""
+    for w in model.get_wrappers(APPLY, MERGE_KEY):
+        owner = getattr(w, "__self__", None)
+        if isinstance(owner, _InPlaceMerge):
+            return dict(owner.entries)
+    return {}
 
 
 def _mergeable(model, name: str) -> bool:
@@ -107,28 +124,33 @@ def apply_deltas(model, deltas: dict[str, tuple[torch.Tensor, torch.Tensor]], st
     """A clone of ``model`` whose ``diffusion_model.<module>.weight`` gain ``up @ down`` inside the window.
 
     ``deltas``: module → ``(up [out, R], down [R, in])`` with every scale folded in (``merge_sliders``).
-    ``tag`` names this application: applying again with the same tag replaces the earlier one.
+    ``tag`` names this application: applying again with the same tag replaces the earlier one; other tags
+    (other nodes) keep theirs, and all add up, each inside its own window.
     """
     m, window, key = _clone_for(model, start_percent, end_percent, tag)
-    m.remove_wrappers_with_key(OUTER, key)
     for name in list(m.weight_wrapper_patches):  # drop our earlier weight wrappers for this tag
         kept = [f for f in m.weight_wrapper_patches[name] if getattr(f, "sliderspace_key", None) != key]
         m.weight_wrapper_patches[name] = kept
-    if window.empty or not deltas:
-        return m  # nothing can switch on: vanilla, bit for bit
-    inplace = {n: f for n, f in deltas.items() if _mergeable(m, n)}
-    wrapped = {n: f for n, f in deltas.items() if n not in inplace}
-    if inplace:
-        merge = _InPlaceMerge(window, inplace)
-        m.add_wrapper_with_key(APPLY, key, merge.apply_wrapper)
-        m.add_wrapper_with_key(OUTER, key, merge.outer_wrapper)
-    if wrapped:
-        gate = _Gate(window)
-        m.add_wrapper_with_key(APPLY, key, gate.wrapper)
-        for name, (up, down) in wrapped.items():
-            fn = _weight_fn(gate, up, down)
-            fn.sliderspace_key = key
-            m.add_weight_wrapper(f"diffusion_model.{name}.weight", fn)
+    entries = _merge_entries(m)
+    entries.pop(key, None)
+    if not window.empty and deltas:
+        inplace = {n: f for n, f in deltas.items() if _mergeable(m, n)}
+        wrapped = {n: f for n, f in deltas.items() if n not in inplace}
+        if inplace:
+            entries[key] = (window, inplace)
+        if wrapped:
+            gate = _Gate(window)
+            m.add_wrapper_with_key(APPLY, key, gate.wrapper)
+            for name, (up, down) in wrapped.items():
+                fn = _weight_fn(gate, up, down)
+                fn.sliderspace_key = key
+                m.add_weight_wrapper(f"diffusion_model.{name}.weight", fn)
+    m.remove_wrappers_with_key(APPLY, MERGE_KEY)
+    m.remove_wrappers_with_key(OUTER, MERGE_KEY)
+    if entries:  # no entries: nothing can switch on, vanilla bit for bit
+        merge = _InPlaceMerge(entries)
+        m.add_wrapper_with_key(APPLY, MERGE_KEY, merge.apply_wrapper)
+        m.add_wrapper_with_key(OUTER, MERGE_KEY, merge.outer_wrapper)
     return m
 
 

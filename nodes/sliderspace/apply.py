@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ...sliderspace_core.sliderspace.bank import parse_scales
+from ...sliderspace_core.sliderspace.bank import fingerprint_state, parse_scales
 from ...sliderspace_core.sliderspace.export import merge_sliders
 from ...sliderspace_core.sliderspace.random_sliders import SparseSpec, describe, draw_subset
 from .. import sockets as S
 from ..glue.family import check_bank_for_model
 from ..glue.patching import apply_deltas, apply_per_item
 from ..glue.ui import node_errors
+
+
+def application_key(cls, kind: str, bank, settings: tuple) -> str:
+    """Which node applies: ComfyUI's node id, so running a node again replaces its own sliders while other
+    nodes in series add theirs. Called outside a prompt (no node id), the bank's content and the settings
+    stand in for it: the same application again replaces, a different one adds up."""
+    uid = getattr(cls.hidden, "unique_id", None) if cls.hidden is not None else None
+    if uid is not None:
+        return f"{kind}:node {uid}"
+    named = {f"{i}.{m}.{side}": t for i, s in enumerate(bank.sliders)
+             for side, factors in (("up", s.up), ("down", s.down)) for m, t in factors.items()}
+    return f"{kind}:{fingerprint_state(named, samples=64)}:{settings!r}"
 
 
 class ApplySliderBank(io.ComfyNode):
@@ -21,7 +33,8 @@ class ApplySliderBank(io.ComfyNode):
         return io.Schema(
             node_id="SliderSpaceApplySliderBank", display_name=cls.NAME, category=S.CATEGORY,
             description="Turns sliders of a bank on at chosen scales, only between start_percent and end_percent "
-                        "(starting after the first steps keeps the composition). Composes with LoRAs.",
+                        "(starting after the first steps keeps the composition). Composes with LoRAs and with other "
+                        "Apply / Random Sparse Sliders nodes in series (their sliders add up).",
             inputs=[
                 io.Model.Input("model"),
                 S.Bank.Input("bank"),
@@ -35,6 +48,7 @@ class ApplySliderBank(io.ComfyNode):
                                tooltip="...and off after this point."),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -46,7 +60,8 @@ class ApplySliderBank(io.ComfyNode):
             deltas = {}
             if chosen:
                 deltas = merge_sliders(bank, chosen)
-            out = apply_deltas(model, deltas, start_percent, end_percent, tag="apply")
+            key = application_key(cls, "apply", bank, (sorted(chosen.items()), start_percent, end_percent))
+            out = apply_deltas(model, deltas, start_percent, end_percent, tag=key)
         return io.NodeOutput(out)
 
 
@@ -75,6 +90,7 @@ class RandomSparseSliders(io.ComfyNode):
                              tooltip="How many items to list in the `sliders` text (match your latent batch)."),
             ],
             outputs=[io.Model.Output(), io.String.Output(display_name="sliders")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -88,6 +104,8 @@ class RandomSparseSliders(io.ComfyNode):
             def subset(j: int) -> dict[int, float]:
                 return draw_subset(spec, len(bank), seed + j)
 
-            out = apply_per_item(model, bank, subset, start_percent, end_percent)
+            key = application_key(cls, "sparse", bank, (seed, k, distribution, scale, min_scale, random_sign,
+                                                          start_percent, end_percent))
+            out = apply_per_item(model, bank, subset, start_percent, end_percent, tag=key)
             text = describe([subset(j) for j in range(batch_size)], seed)
         return io.NodeOutput(out, text)

@@ -9,7 +9,7 @@ from ...sliderspace_core.common.drawing import scree_plot
 from ...sliderspace_core.common.encoders import Embeddings, check_finite, embed_in_batches, load_open_clip
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.decompose.pca import fit_pca
-from ...sliderspace_core.sliderspace.trajectories import KEEP_MODES, select_steps, split_prompts
+from ...sliderspace_core.sliderspace.trajectories import KEEP_MODES, select_steps, split_prompts, used_prompts
 from .. import sockets as S
 from ..glue.encoders import pick_encoder, vae_decoder
 from ..glue.folders import OPEN_CLIP_FOLDER, full_path, listed
@@ -30,7 +30,8 @@ class TrajectorySampler(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Clip.Input("clip", tooltip="Text encoder used for the prompts."),
                 io.String.Input("prompts", multiline=True, default="a photo of a dog",
-                                tooltip="One prompt per line; trajectories go round-robin over the lines."),
+                                tooltip="One prompt per line; trajectories go round-robin over the lines (lines "
+                                        "past the number of trajectories are not used)."),
                 io.String.Input("negative", multiline=True, default="", tooltip="Negative prompt for all."),
                 io.Int.Input("trajectories", default=16, min=1, max=1_000_000,
                              tooltip="How many sampling runs (the paper uses 1000+)."),
@@ -57,7 +58,12 @@ class TrajectorySampler(io.ComfyNode):
                 raise InputError("trajectories", f"must be at least 1, got {trajectories}.",
                                  "set trajectories to 1 or more.")
             keep = select_steps(steps, keep_steps, keep_every)
-            positive = [encode_text(clip, p) for p in lines]
+            lines = used_prompts(lines, trajectories)  # only these are sampled, encoded and recorded
+            encoded: dict[str, list] = {}
+            for p in lines:  # each distinct line once
+                if p not in encoded:
+                    encoded[p] = encode_text(clip, p)
+            positive = [encoded[p] for p in lines]
             neg = encode_text(clip, negative)
             traj, finals = sample_trajectories(
                 model, positive, neg, lines, trajectories, seed, steps, cfg, sampler_name, scheduler,

@@ -81,13 +81,16 @@ class WeightMerge:
         return bool(self.backup)
 
     @torch.no_grad()
-    def merge(self, weights: Mapping[str, torch.Tensor], edits: Mapping[str, Factors]) -> None:
-        """``weights[name] += up @ down`` for every edited name (a second merge first restores)."""
+    def merge(self, weights: Mapping[str, torch.Tensor], *edit_sets: Mapping[str, Factors]) -> None:
+        """``weights[name] += up @ down`` for every edit, the sets added in order (a weight edited by several
+        sets gets each one's dense delta in turn). A second merge first restores the originals."""
         self.restore()
-        for name, factors in edits.items():
-            w = weights[name]
-            self.backup[name] = (w, w.detach().clone())
-            w.add_(dense(factors, w))
+        for edits in edit_sets:
+            for name, factors in edits.items():
+                w = weights[name]
+                if name not in self.backup:
+                    self.backup[name] = (w, w.detach().clone())
+                w.add_(dense(factors, w))
 
     @torch.no_grad()
     def restore(self) -> None:

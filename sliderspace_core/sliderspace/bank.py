@@ -235,27 +235,50 @@ def _sliders_from(doc: dict, tensors: dict[str, torch.Tensor], name: str,
     return sliders, seen
 
 
+def _described_keys(doc: dict) -> set[str]:
+    """The tensor names the bank metadata ``doc`` says the file holds."""
+    modules = [str(m) for m in doc["modules"]]
+    keys: set[str] = set()
+    for i, spec in enumerate(doc["sliders"]):
+        keys.update(f"slider.{i}.{m}.{side}" for m in modules for side in ("down", "up"))
+        if spec.get("has_direction"):
+            keys.add(f"slider.{i}.direction")
+    return keys
+
+
 def read_bank_info(path: str, input_name: str = "file") -> dict:
     """What a bank file says about itself, from its safetensors header only (no tensor is read).
 
     Returns ``{"n_sliders", "labels", "family", "encoder_id", "prompts", "format_version"}``; what the
-    slider-bank widget needs to draw one labelled slider per direction.
+    slider-bank widget needs to draw one labelled slider per direction. The metadata is checked against
+    the tensors the header lists (a bank claiming more or fewer sliders than it holds is refused).
     """
     name = os.path.basename(path)
-    meta = read_header(path, input_name).get("__metadata__") or {}
+    header = read_header(path, input_name)
+    meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT_NAME:
         raise InputError(input_name, f"{name!r} is not a SliderSpace slider bank.",
                          "choose a bank saved by Save Slider Bank.")
     try:
         doc = json.loads(meta["bank"])
         sliders = [dict(s) for s in doc["sliders"]]
-        return {"n_sliders": len(sliders), "labels": [str(s.get("label", "")) for s in sliders],
+        described = _described_keys(doc)
+        info = {"n_sliders": len(sliders), "labels": [str(s.get("label", "")) for s in sliders],
                 "family": str(doc.get("family", "")), "encoder_id": str(doc.get("encoder_id", "")),
                 "prompts": [str(p) for p in doc.get("prompts", [])],
                 "format_version": int(meta.get("format_version", 0))}
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise InputError(input_name, f"{name!r} has damaged bank metadata ({type(e).__name__}: {e}).",
                          "save the bank again with Save Slider Bank.") from None
+    held = set(header) - {"__metadata__"}
+    missing, extra = sorted(described - held), sorted(held - described)
+    if not sliders or missing or extra:
+        what = (f"misses tensor {missing[0]!r}" if missing else
+                f"holds tensor {extra[0]!r} it does not describe" if extra else "describes no sliders")
+        raise InputError(input_name, f"{name!r}: its metadata lists {len(sliders)} slider(s) but the file {what} "
+                         f"({len(held)} tensors, {len(described)} described).",
+                         "save the bank again with Save Slider Bank; the file was edited or is incomplete.")
+    return info
 
 
 def load_bank(path: str, input_name: str = "file") -> SliderBank:

@@ -46,6 +46,15 @@ def split_prompts(text: str) -> list[str]:
     return prompts
 
 
+def used_prompts(prompts: list[str], n_trajectories: int) -> list[str]:
+    """The prompt lines that ``n_trajectories`` round-robin trajectories use: the first ``n_trajectories``.
+
+    Trajectory ``i`` uses line ``i % len(prompts)``; dropping the lines no trajectory reaches changes no
+    trajectory's prompt, and keeps indices into the returned list equal to the line numbers.
+    """
+    return prompts[:max(n_trajectories, 0)]
+
+
 def plan_batches(n_trajectories: int, n_prompts: int, batch_size: int) -> list[list[int]]:
     """Group trajectory indices into sampler batches that share one prompt.
 

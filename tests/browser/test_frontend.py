@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live.fixtures import ARTIFACTS, WORKFLOW_DIR, example_workflows, run_node
-from tests.live.models import BANK, BANK_SMALL
+from ..live.fixtures import ARTIFACTS, WORKFLOW_DIR, example_workflows, run_node
+from ..live.models import BANK, BANK_SMALL
 
 # Console lines a vanilla frontend also logs offline: its registry look-ups (blocked by its own CSP; the
 # test machine is offline), 404s for optional user files, and whatever the baseline page load logged.

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import comfyui_path, require_host
+from ..conftest import comfyui_path, require_host
 
 
 @pytest.fixture(scope="session")
 def comfy():
     if comfyui_path() is None:
         require_host("ComfyUI (tests/comfy)")
-    from tests.comfy.host import boot
+    from .host import boot
 
     return boot()
 
 
 @pytest.fixture(scope="session")
 def tiny(comfy):
-    from tests.comfy import tiny_models
+    from . import tiny_models
 
     return tiny_models.build()
 
@@ -28,7 +28,7 @@ def bank(comfy, tiny):
     """A random 3-slider bank over the tiny model's cross-attention k/v (no training needed)."""
     import torch
 
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     ad, bk = pack_module("sliderspace_core.sliderspace.adapters"), pack_module("sliderspace_core.sliderspace.bank")
     bg = pack_module("nodes.glue.family")

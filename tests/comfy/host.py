@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.conftest import ROOT, comfyui_path
+from ..conftest import ROOT, comfyui_path
 
 _LOADED: dict = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.comfy.test_discovery import SIZE, _out, _raises
+from .test_discovery import SIZE, _out, _raises
 
 STEPS = 8
 
@@ -72,7 +72,7 @@ def test_input_not_mutated_and_reapplying_is_idempotent(comfy, tiny, bank):
 def test_composes_with_loraloader_before_and_after(comfy, tiny, bank):
     from comfy.sd import load_lora_for_models
 
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     ex = pack_module("sliderspace_core.sliderspace.export")
     other = bank.sliders[1]
@@ -109,7 +109,7 @@ def test_inplace_merge_restores_weights_after_an_interrupt_and_matches_the_wrapp
                                                                                         monkeypatch):
     import comfy.sample as cs
 
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     glue = pack_module("nodes.glue.patching")
     dm = tiny.model.model.diffusion_model

@@ -12,8 +12,8 @@ import os
 import pytest
 import torch
 
-from tests.comfy.host import pack_module
-from tests.comfy.tiny_models import SD15_TINY_UNET, fill_
+from .host import pack_module
+from .tiny_models import SD15_TINY_UNET, fill_
 
 SDXL_TINY_UNET = {  # SDXL's context/adm sizes and linear projections; tiny channels and depth
     "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.comfy.host import pack_module
-from tests.comfy.test_discovery import SIZE, _out, _raises
+from .host import pack_module
+from .test_discovery import SIZE, _out, _raises
 
 STEPS = 6
 BLOCK = "middle_block.1"

@@ -8,11 +8,11 @@ import os
 import pytest
 import torch
 
-from tests.comfy.host import pack_module
-from tests.comfy.test_bank_export import build
-from tests.comfy.test_concepts import STEPS, sample, steer
-from tests.comfy.test_discovery import SIZE, _out, _raises
-from tests.core.test_concepts_unbox import write_unbox
+from ..core.test_concepts_unbox import write_unbox
+from .host import pack_module
+from .test_bank_export import build
+from .test_concepts import STEPS, sample, steer
+from .test_discovery import SIZE, _out, _raises
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -112,7 +112,7 @@ def test_unbox_import_steers_a_tiny_sdxl(comfy, tiny, dirs):
     # the SDXL SAE refused on an SD1.5 model; a pickle that would run code refused at import
     _raises(lambda: steer(comfy, tiny.model, c), "SliderSpace SAE Steer", "sae")
     canary = str(dirs / "CANARY")
-    from tests.core.test_concepts_unbox import _Canary
+    from ..core.test_concepts_unbox import _Canary
 
     torch.save({"state_dict": {"encoder.weight": _Canary(canary)}}, os.path.join(final, "state_dict.pth"))
     _raises(lambda: run(comfy, "SliderSpaceImportUnboxSAE", choice), "SliderSpace Import sdxl-unbox SAE",

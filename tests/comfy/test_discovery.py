@@ -95,7 +95,7 @@ def test_input_model_is_not_mutated(comfy, tiny):
 
 
 def test_embed_matches_core_path_and_stock_clip_vision(comfy, tiny):
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     enc_mod = pack_module("sliderspace_core.common.encoders")
     glue = pack_module("nodes.glue.encoders")
@@ -144,7 +144,7 @@ def _raises(fn, node_name, input_name):
 
 
 def test_errors_name_node_and_input(comfy, tiny):
-    from tests.comfy import tiny_models
+    from . import tiny_models
 
     C = comfy["classes"]
     sampler = "SliderSpace Trajectory Sampler"

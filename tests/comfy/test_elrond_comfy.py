@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.comfy.host import pack_module
-from tests.comfy.test_bank_export import build as build_family
+from .host import pack_module
+from .test_bank_export import build as build_family
 
 PROMPT = "a photo of a dog on sliderspace grass"
 
@@ -67,7 +67,7 @@ def fd_check(mods, model, cond, latents, rows, sigma, eps):
 
 
 def test_sd15_gradient_matches_float64_finite_difference(tiny, mods):
-    from tests.comfy import tiny_models
+    from . import tiny_models
 
     model = tiny_models.build_model(seed=11)
     dm = model.model.diffusion_model
@@ -190,7 +190,7 @@ def test_bad_inputs_name_node_input_and_fix(tiny, collected, mods):
         mods.app.ApplyDirections.execute(positive, tiny.clip, "another prompt entirely " * 10, "prompt", foreign,
                                          "0:1", 1.0)
     assert e.value.input_name in ("prompt", "directions")
-    from tests.comfy import tiny_models
+    from . import tiny_models
 
     broken = tiny_models.build_model(seed=12)
     with torch.no_grad():

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from tests.comfy.test_discovery import SIZE, _out, _raises
+from .test_discovery import SIZE, _out, _raises
 
 STEPS = 3
 SEED = 4
@@ -15,7 +15,7 @@ GRID = "SliderSpace Slider Grid"
 
 
 def explore():
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     return pack_module("nodes.sliderspace.explore")
 
@@ -64,7 +64,7 @@ def test_grid_zero_column_is_stock_sampling_and_sliders_change_the_rest(comfy, t
 
 
 def test_grid_image_size_and_cell_placement(comfy, tiny, grid_out):
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     image, cells = grid_out
     # 64 px cells: font 10 px → label bands 20 px (top) and 80 px (left), 2 px gaps
@@ -125,7 +125,7 @@ def test_label_bank_sets_labels_and_leaves_input_unchanged(comfy, bank):
 
 
 def test_diversity_score(comfy, tiny, grid_out):
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     enc, glue = pack_module("sliderspace_core.common.encoders"), pack_module("sliderspace_core.common.metrics")
     node = explore().DiversityScore

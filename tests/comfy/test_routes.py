@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.comfy.host import pack_module
+from .host import pack_module
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +29,27 @@ def bank_dir(comfy, bank, tmp_path_factory):
 
     save_file({"x": torch.zeros(2)}, str(folder / "not_a_bank.safetensors"))
     (folder / "evil.safetensors").write_bytes(pickle.dumps({"a": 1}))
+    _tamper(folder / "labelled.safetensors", folder / "claims_64.safetensors", 64)
+    _tamper(folder / "labelled.safetensors", folder / "claims_2.safetensors", 2)
     folder_paths.add_model_folder_path("sliderspace", str(folder))
     yield folder
     folder_paths.folder_names_and_paths["sliderspace"][0].remove(str(folder))
+
+
+def _tamper(src, dst, n_sliders: int) -> None:
+    """A copy of bank ``src`` whose metadata claims ``n_sliders`` sliders (its tensors unchanged)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    doc = json.loads(meta["bank"])
+    doc["sliders"] = [doc["sliders"][i % len(doc["sliders"])] for i in range(n_sliders)]
+    meta["bank"] = json.dumps(doc)
+    save_file(tensors, str(dst), meta)
 
 
 def _get(path: str) -> tuple[int, dict]:
@@ -78,6 +96,13 @@ def test_unknown_names_and_non_banks(bank_dir):
     assert status == 422 and "not a SliderSpace slider bank" in body["error"]
     status, body = _get("/sliderspace/bank_info?name=evil.safetensors")
     assert status == 422 and "never" in body["error"] and "unpickles" in body["error"]
+
+
+@pytest.mark.parametrize("name,claimed", [("claims_64.safetensors", 64), ("claims_2.safetensors", 2)])
+def test_metadata_that_disagrees_with_the_tensors_is_refused(bank_dir, name, claimed):
+    status, body = _get(f"/sliderspace/bank_info?name={name}")
+    assert status == 422, body
+    assert f"lists {claimed} slider(s)" in body["error"] and "save the bank again" in body["error"]
 
 
 def test_no_server_means_no_registration(comfy):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.comfy.test_discovery import SIZE, _out, _raises
+from .test_discovery import SIZE, _out, _raises
 
 STEPS = 5
 

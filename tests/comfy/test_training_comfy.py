@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.comfy.test_discovery import SIZE, _out
+from .test_discovery import SIZE, _out
 
 
 def discover(comfy, t, model=None, n=6, steps=4, size=SIZE, keep="every step", batch=32, n_components=4):
@@ -63,7 +63,7 @@ def test_train_leaves_base_untouched_and_is_reproducible(comfy, tiny, discovered
 
 
 def test_gradients_reach_every_adapter_and_nothing_else(comfy, tiny, discovered):
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     glue = pack_module("nodes.glue.autograd")
     cg = pack_module("nodes.glue.encoders")
@@ -97,7 +97,7 @@ def test_gradients_reach_every_adapter_and_nothing_else(comfy, tiny, discovered)
 
 
 def test_training_path_embedding_equals_clip_embed_node(comfy, tiny, discovered):
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     glue = pack_module("nodes.glue.autograd")
     cg = pack_module("nodes.glue.encoders")
@@ -117,7 +117,7 @@ def test_progress_shows_the_live_loss_curve(comfy, tiny, discovered, monkeypatch
     from comfy.utils import PROGRESS_BAR_HOOK, set_progress_bar_global_hook
     from PIL import Image
 
-    from tests.comfy.host import pack_module
+    from .host import pack_module
 
     # 10 iterations: a picture every 2
     monkeypatch.setattr(pack_module("nodes.sliderspace.training"), "LIVE_UPDATES", 5)
@@ -155,7 +155,7 @@ def test_interrupt_leaves_model_untouched(comfy, tiny, discovered):
 
 
 def test_train_errors_name_node_and_input(comfy, tiny, discovered):
-    from tests.comfy.test_discovery import _raises
+    from .test_discovery import _raises
 
     node = comfy["classes"]["SliderSpaceTrainSliders"]
     name = "SliderSpace Train Sliders"
@@ -173,7 +173,7 @@ def test_train_errors_name_node_and_input(comfy, tiny, discovered):
 
 def test_trains_on_models_loaded_inside_inference_mode(comfy):
     """Loaders run under the executor's inference mode, so real weights are inference tensors."""
-    from tests.comfy import tiny_models
+    from . import tiny_models
 
     with torch.inference_mode():
         t = tiny_models.build()

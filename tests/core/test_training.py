@@ -7,7 +7,8 @@ import torch
 from sliderspace_core.decompose.pca import fit_pca
 from sliderspace_core.sliderspace.adapters import SliderAdapters
 from sliderspace_core.sliderspace.training import SliderTrainer, TrainConfig, embed
-from tests.core.toy_host import ToyHost
+
+from .toy_host import ToyHost
 
 
 def setup(n_sliders=3, seed=0, **cfg_kw):

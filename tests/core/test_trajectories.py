@@ -56,3 +56,13 @@ def test_buffer_and_flat_provenance():
     assert prov["step"].tolist() == [1, 3, 1, 3, 1, 3]
     assert prov["prompt_index"].tolist() == [0, 0, 1, 1, 0, 0]
     assert items[2, 0, 0, 0] == -1.0 and items[5, 0, 0, 0] == 3.0
+
+
+def test_used_prompts_keep_every_trajectorys_prompt():
+    from sliderspace_core.sliderspace.trajectories import used_prompts
+
+    lines = [f"p{i}" for i in range(7)]
+    for n in (1, 3, 7, 8, 20):
+        used = used_prompts(lines, n)
+        assert len(used) == min(n, len(lines))
+        assert all(used[i % len(used)] == lines[i % len(lines)] for i in range(n))

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from tests.live.fixtures import example_workflows
-from tests.live.models import BANK, BANKS, CHECKPOINT, CLIP_VISION
+from ..live.fixtures import example_workflows
+from ..live.models import BANK, BANKS, CHECKPOINT, CLIP_VISION
 
 SHRINK: dict[str, dict] = {
     "SliderSpaceTrajectorySampler": {"trajectories": 5, "steps": 3, "width": 64, "height": 64, "batch_size": 5,

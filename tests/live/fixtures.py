@@ -23,12 +23,12 @@ def example_workflows() -> list[pathlib.Path]:
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
     """A real ComfyUI server on loopback with this pack and the generated model files."""
-    from tests.conftest import comfyui_path, require_host
+    from ..conftest import comfyui_path, require_host
 
     host = comfyui_path()
     if host is None:
         require_host("ComfyUI (live tiers: tests/e2e, tests/browser)")
-    from tests.live import server
+    from . import server
 
     s = server.start(host, tmp_path_factory.mktemp("comfyui") / "base", ARTIFACTS / "live")
     yield s
@@ -38,7 +38,7 @@ def comfy_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def browser_tools() -> None:
     """Headless Debian chromium and npm playwright-core (installed by scripts/provision_browser.sh)."""
-    from tests.conftest import require_host
+    from ..conftest import require_host
 
     chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
     missing = [what for what, ok in [

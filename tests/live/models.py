@@ -50,7 +50,7 @@ def build_checkpoint(path: pathlib.Path) -> None:
     import comfy.supported_models
     import comfy.utils
 
-    from tests.comfy import tiny_models as tm
+    from ..comfy import tiny_models as tm
 
     model = tm.build_model(seed=0)
     clip = comfy.sd.CLIP(comfy.supported_models.SD15(dict(tm.SD15_TINY_UNET)).clip_target())
@@ -66,7 +66,7 @@ def build_clip_vision(path: pathlib.Path) -> None:
     import comfy.clip_vision
     import comfy.utils
 
-    from tests.comfy import tiny_models as tm
+    from ..comfy import tiny_models as tm
 
     cfg = os.path.join(os.path.dirname(comfy.clip_vision.__file__), "clip_vision_config_vitl.json")
     cv = comfy.clip_vision.ClipVisionModel(cfg)
@@ -80,7 +80,7 @@ def build_bank(path: pathlib.Path, checkpoint: pathlib.Path, labels: list[str], 
     import comfy.sd
     import torch
 
-    from tests.comfy.host import pack_module
+    from ..comfy.host import pack_module
 
     ad, bk = pack_module("sliderspace_core.sliderspace.adapters"), pack_module("sliderspace_core.sliderspace.bank")
     bg = pack_module("nodes.glue.family")
@@ -103,7 +103,7 @@ def build_bank(path: pathlib.Path, checkpoint: pathlib.Path, labels: list[str], 
 
 def ensure(root: pathlib.Path) -> None:
     """Build whatever of :data:`FILES` is missing under ``root`` (ComfyUI imported in this process)."""
-    from tests.comfy.host import boot
+    from ..comfy.host import boot
 
     boot()
     ckpt = root / "checkpoints" / CHECKPOINT

@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from tests.conftest import ROOT
-from tests.live import models
+from ..conftest import ROOT
+from . import models
 
 PACK_DIR_NAME = "comfyui-sliderspace"  # the folder name a user's clone would have
 SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.VueNodes.Enabled": False}
