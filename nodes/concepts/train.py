@@ -10,13 +10,13 @@ from comfy_api.latest import io
 
 from ...sliderspace_core.common.drawing import loss_plot
 from ...sliderspace_core.common.errors import InputError
-from ...sliderspace_core.common.safefile import SUFFIX, next_free_path, sanitize_name
+from ...sliderspace_core.common.safefile import SUFFIX
 from ...sliderspace_core.concepts.sae import ConceptSAE, feature_stats, load_concept_sae, save_concept_sae
 from ...sliderspace_core.concepts.unbox import load_unbox
 from ...sliderspace_core.decompose.topk_sae import TopKSAEConfig
 from ...sliderspace_core.decompose.topk_train import train_sae
 from .. import sockets as S
-from ..glue.folders import NONE_FOUND, SAE_FOLDER, full_path, listed, save_folder
+from ..glue.folders import NONE_FOUND, SAE_FOLDER, file_fingerprint, full_path, listed, save_new
 from ..glue.ui import Progress, node_errors
 
 UNBOX_CONFIG = "/final/config.json"
@@ -97,9 +97,7 @@ class SaveSAE(io.ComfyNode):
     @classmethod
     def execute(cls, sae, filename_prefix) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            path = next_free_path(save_folder(SAE_FOLDER), sanitize_name(filename_prefix, "filename_prefix"))
-            save_concept_sae(sae, path)
-        return io.NodeOutput(os.path.basename(path))
+            return io.NodeOutput(save_new(SAE_FOLDER, filename_prefix, lambda path: save_concept_sae(sae, path)))
 
 
 class LoadSAE(io.ComfyNode):
@@ -120,6 +118,10 @@ class LoadSAE(io.ComfyNode):
             path = full_path(SAE_FOLDER, file, "save an SAE with Save SAE (or copy one there) and refresh.")
             csae = load_concept_sae(path, "file")
         return io.NodeOutput(csae, csae.describe())
+
+    @classmethod
+    def fingerprint_inputs(cls, file):
+        return file_fingerprint(SAE_FOLDER, file)
 
 
 def unbox_choices() -> list[str]:

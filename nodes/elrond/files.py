@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-import folder_paths
 from comfy_api.latest import io
 
-from ...sliderspace_core.common.safefile import SUFFIX, next_free_path, sanitize_name
+from ...sliderspace_core.common.safefile import SUFFIX
 from ...sliderspace_core.elrond.directions import load_directions, save_directions
 from .. import sockets as S
-from ..glue.folders import ELROND_FOLDER, NONE_FOUND, full_path, listed, save_folder
+from ..glue.folders import ELROND_FOLDER, file_fingerprint, full_path, listed, save_new
 from ..glue.ui import node_errors
 
 
@@ -31,9 +28,8 @@ class SaveDirections(io.ComfyNode):
     @classmethod
     def execute(cls, directions, filename_prefix) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            path = next_free_path(save_folder(ELROND_FOLDER), sanitize_name(filename_prefix, "filename_prefix"))
-            save_directions(directions, path)
-        return io.NodeOutput(os.path.basename(path))
+            name = save_new(ELROND_FOLDER, filename_prefix, lambda path: save_directions(directions, path))
+        return io.NodeOutput(name)
 
 
 class LoadDirections(io.ComfyNode):
@@ -57,10 +53,7 @@ class LoadDirections(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, file):
-        path = folder_paths.get_full_path(ELROND_FOLDER, file) if file and file != NONE_FOUND else None
-        if not path or not os.path.isfile(path):
-            return file
-        return file, os.path.getmtime(path), os.path.getsize(path)
+        return file_fingerprint(ELROND_FOLDER, file)
 
 
 __all__ = ["SaveDirections", "LoadDirections"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import folder_paths
 
 from ...sliderspace_core.common.errors import InputError
-from ...sliderspace_core.common.safefile import SUFFIX
+from ...sliderspace_core.common.safefile import SUFFIX, next_free_path, sanitize_name
 
 BANK_FOLDER = "sliderspace"
 """models/sliderspace: slider banks."""
@@ -49,3 +50,20 @@ def save_folder(kind: str) -> str:
     folder = folder_paths.get_folder_paths(kind)[0]
     os.makedirs(folder, exist_ok=True)
     return folder
+
+
+def save_new(kind: str, name: str, write: Callable[[str], None], input_name: str = "filename_prefix") -> str:
+    """``write(path)`` a NEW file in folder ``kind`` named from ``name`` (checked, ``_00001``-style counter,
+    never overwriting); returns the file name."""
+    path = next_free_path(save_folder(kind), sanitize_name(name, input_name))
+    write(path)
+    return os.path.basename(path)
+
+
+def file_fingerprint(kind: str, file: str):
+    """What ComfyUI's cache compares for a Load node's ``file``: the name plus the file's mtime and size,
+    so replacing the file re-runs the node."""
+    path = folder_paths.get_full_path(kind, file) if file and file != NONE_FOUND else None
+    if not path or not os.path.isfile(path):
+        return file
+    return file, os.path.getmtime(path), os.path.getsize(path)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
-import folder_paths
 from comfy_api.latest import io
 
-from ...sliderspace_core.common.safefile import next_free_path
-from ...sliderspace_core.sliderspace.bank import load_bank, parse_scales, sanitize_name, save_bank
+from ...sliderspace_core.sliderspace.bank import load_bank, parse_scales, save_bank
 from ...sliderspace_core.sliderspace.export import KEY_FORMATS, bank_to_lora, lora_metadata, save_lora
 from .. import sockets as S
 from ..glue.family import check_bank_for_model, diffusers_names, model_architecture, model_family
-from ..glue.folders import BANK_FOLDER, NONE_FOUND, bank_files, full_path, save_folder
+from ..glue.folders import BANK_FOLDER, bank_files, file_fingerprint, full_path, save_new
 from ..glue.ui import node_errors
 
 
@@ -38,10 +34,7 @@ class SaveSliderBank(io.ComfyNode):
     @classmethod
     def execute(cls, bank, filename_prefix) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            name = sanitize_name(filename_prefix, "filename_prefix")
-            path = next_free_path(save_folder(BANK_FOLDER), name)
-            save_bank(bank, path)
-        return io.NodeOutput(os.path.basename(path))
+            return io.NodeOutput(save_new(BANK_FOLDER, filename_prefix, lambda path: save_bank(bank, path)))
 
 
 class LoadSliderBank(io.ComfyNode):
@@ -65,10 +58,7 @@ class LoadSliderBank(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, file):
-        path = folder_paths.get_full_path(BANK_FOLDER, file) if file and file != NONE_FOUND else None
-        if not path or not os.path.isfile(path):
-            return file
-        return file, os.path.getmtime(path), os.path.getsize(path)
+        return file_fingerprint(BANK_FOLDER, file)
 
 
 class ExportSliderLoRA(io.ComfyNode):
@@ -109,9 +99,9 @@ class ExportSliderLoRA(io.ComfyNode):
                 family, architecture = model_family(model), model_architecture(model)
             names = diffusers_names(family, architecture) if architecture else None
             tensors = bank_to_lora(bank, chosen, key_format, family, names)
-            path = next_free_path(save_folder("loras"), sanitize_name(filename, "filename"))
-            save_lora(tensors, path, lora_metadata(bank, chosen, key_format))
-        return io.NodeOutput(os.path.basename(path))
+            meta = lora_metadata(bank, chosen, key_format)
+            name = save_new("loras", filename, lambda path: save_lora(tensors, path, meta), "filename")
+        return io.NodeOutput(name)
 
 
 __all__ = ["SaveSliderBank", "LoadSliderBank", "ExportSliderLoRA"]
