@@ -100,7 +100,7 @@ def test_edit_touches_only_the_word_rows_and_never_the_input():
 
 
 def test_strength_text_errors_name_the_input_and_the_fix():
-    for text, needle in (("7:3", "does not exist"), ("0:x", "not a number"), ("0:1, 0:2", "twice"),
+    for text, needle in (("7:3", "out of range"), ("0:x", "not a number"), ("0:1, 0:2", "twice"),
                          ("zero", "index:strength")):
         with pytest.raises(InputError) as e:
             parse_strengths(text, 4)
