@@ -1,8 +1,8 @@
 """Regenerate example_workflows/*.json and their thumbnails with the real frontend in headless chromium.
 
 Starts a throwaway ComfyUI server (the test host, tiny generated models under the names the workflows
-use), then runs tests/browser/make_workflows.mjs. Usage: ``.venv/bin/python scripts/make_example_workflows.py``
-(after ``bash scripts/provision.sh``).
+use), then runs tests/browser/make_workflows.mjs. Usage: ``.venv/bin/python scripts/make_example_workflows.py
+[name ...]`` (after ``bash scripts/provision.sh``); names (e.g. ``sae_concepts``) rebuild only those workflows.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         s = server.start(host, pathlib.Path(tmp) / "base", ROOT / "artifacts" / "make_workflows")
         try:
-            subprocess.run(["node", "make_workflows.mjs", s.url, str(ROOT / "example_workflows")],
+            subprocess.run(["node", "make_workflows.mjs", s.url, str(ROOT / "example_workflows"),
+                            *sys.argv[1:]],
                            cwd=ROOT / "tests" / "browser", check=True)
         finally:
             s.stop()

@@ -1,7 +1,7 @@
 // Builds the example workflows with the real frontend (nodes created and linked as a user would) and
 // writes each as UI-format JSON plus a same-name thumbnail (a screenshot of the loaded graph).
 // Run through scripts/make_example_workflows.py, which starts the server this needs.
-//   node make_workflows.mjs <server url> <example_workflows dir>
+//   node make_workflows.mjs <server url> <example_workflows dir> [name...]   (no names: all of them)
 import fs from "node:fs";
 import path from "node:path";
 import { launch, loadWorkflow, openApp } from "./lib.mjs";
@@ -11,6 +11,7 @@ const CKPT = "v1-5-pruned-emaonly.safetensors";
 const CLIP_VISION = "clip_vision_vit_l14.safetensors";
 const BANK = "sliderspace_bank_00001.safetensors";
 const NEG = "blurry, low quality";
+const DOG = "a photo of a dog";
 
 const ckpt = (x = 20, y = 200) => ({ id: "ckpt", type: "CheckpointLoaderSimple", pos: [x, y], w: { ckpt_name: CKPT } });
 const cv = (x, y) => ({ id: "cv", type: "CLIPVisionLoader", pos: [x, y], w: { clip_name: CLIP_VISION } });
@@ -89,6 +90,74 @@ const WORKFLOWS = {
       ["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"], ["pos", 0, "grid", "positive"],
       ["neg", 0, "grid", "negative"], ["grid", 0, "out", "images"]],
   },
+  elrond_directions: {
+    nodes: [ckpt(20, 80), text("pos", 20, 320, DOG), text("neg", 20, 580, NEG),
+      { id: "latent", type: "EmptyLatentImage", pos: [20, 840], w: { width: 512, height: 512, batch_size: 1 } },
+      { id: "collect", type: "ELRONDCollectGradients", pos: [460, 40], w: { prompt: DOG, word: "dog", negative: NEG,
+        images: 64, pairs: 2000, seed: 0, control_after_generate: "fixed", steps: 20, batch_size: 4 } },
+      { id: "decompose", type: "ELRONDDecompose", pos: [880, 40], w: { method: "PCA (LID rule)", c: 2.5, seed: 0,
+        control_after_generate: "fixed" } },
+      { id: "complexity", type: "ELRONDConceptComplexity", pos: [880, 400],
+        w: { c: 2.5, seed: 0, control_after_generate: "fixed" } },
+      { id: "save_dirs", type: "ELRONDSaveDirections", pos: [880, 640], w: { filename_prefix: "elrond_dog" } },
+      { id: "spectrum", type: "PreviewImage", pos: [1240, 40], title: "Spectrum (kept directions)" },
+      { id: "stability", type: "PreviewImage", pos: [1240, 400], title: "LID vs number of gradients" },
+      { id: "apply", type: "ELRONDApplyDirections", pos: [460, 780], w: { prompt: DOG, word: "dog", strengths: "0:30" } },
+      { id: "ks", type: "KSampler", pos: [1600, 40], w: { seed: 0, control_after_generate: "fixed", steps: 20 },
+        title: "KSampler (ELROND direction 0)" },
+      { id: "ks_plain", type: "KSampler", pos: [1600, 560], w: { seed: 0, control_after_generate: "fixed", steps: 20 },
+        title: "KSampler (plain prompt)" },
+      { id: "dec", type: "VAEDecode", pos: [1960, 40] }, { id: "dec_plain", type: "VAEDecode", pos: [1960, 560] },
+      { id: "out", type: "SaveImage", pos: [2200, 40], w: { filename_prefix: "elrond_directions" } },
+      { id: "out_plain", type: "SaveImage", pos: [2200, 560], w: { filename_prefix: "elrond_plain" } }],
+    links: [["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"],
+      ["ckpt", 0, "collect", "model"], ["ckpt", 1, "collect", "clip"],
+      ["collect", 0, "decompose", "gradients"], ["collect", 0, "complexity", "gradients"],
+      ["decompose", 0, "save_dirs", "directions"], ["decompose", 1, "spectrum", "images"],
+      ["complexity", 2, "stability", "images"],
+      ["pos", 0, "apply", "conditioning"], ["ckpt", 1, "apply", "clip"], ["decompose", 0, "apply", "directions"],
+      ["ckpt", 0, "ks", "model"], ["apply", 0, "ks", "positive"], ["neg", 0, "ks", "negative"],
+      ["latent", 0, "ks", "latent_image"], ["ks", 0, "dec", "samples"], ["ckpt", 2, "dec", "vae"],
+      ["dec", 0, "out", "images"],
+      ["ckpt", 0, "ks_plain", "model"], ["pos", 0, "ks_plain", "positive"], ["neg", 0, "ks_plain", "negative"],
+      ["latent", 0, "ks_plain", "latent_image"], ["ks_plain", 0, "dec_plain", "samples"],
+      ["ckpt", 2, "dec_plain", "vae"], ["dec_plain", 0, "out_plain", "images"]],
+  },
+  sae_concepts: {
+    nodes: [ckpt(20, 80), text("pos", 20, 320, DOG), text("neg", 20, 580, NEG),
+      { id: "latent", type: "EmptyLatentImage", pos: [20, 840], w: { width: 512, height: 512, batch_size: 1 } },
+      { id: "collect", type: "SliderSpaceSAECollectActivations", pos: [460, 40], w: { block: "middle_block.1",
+        capture: "cond", samples: 32, seed: 0, control_after_generate: "fixed", steps: 20, spatial_subsample: 64,
+        name: "dog_middle" } },
+      { id: "train", type: "SliderSpaceSAETrain", pos: [880, 40], w: { width: 0, k: 10, epochs: 1, seed: 0,
+        control_after_generate: "fixed" } },
+      { id: "plot", type: "PreviewImage", pos: [1240, 40], title: "SAE loss and dead latents" },
+      { id: "save_sae", type: "SliderSpaceSaveSAE", pos: [880, 420], w: { filename_prefix: "sae_dog_middle" } },
+      { id: "map", type: "SliderSpaceSAEConceptMap", pos: [460, 640], w: { seed: 1, control_after_generate: "fixed",
+        steps: 20, top: 8 } },
+      { id: "maps", type: "PreviewImage", pos: [880, 640], title: "Concept maps (feature ids in the titles)" },
+      { id: "steer", type: "SliderSpaceSAESteer", pos: [1240, 420], w: { features: "0:8", mode: "global",
+        start_percent: 0.0, end_percent: 0.4 }, title: "SAE Steer (feature ids from the concept map)" },
+      { id: "ks", type: "KSampler", pos: [1760, 40], w: { seed: 0, control_after_generate: "fixed", steps: 20 },
+        title: "KSampler (SAE steered)" },
+      { id: "ks_plain", type: "KSampler", pos: [1760, 560], w: { seed: 0, control_after_generate: "fixed", steps: 20 },
+        title: "KSampler (plain model)" },
+      { id: "dec", type: "VAEDecode", pos: [2120, 40] }, { id: "dec_plain", type: "VAEDecode", pos: [2120, 560] },
+      { id: "out", type: "SaveImage", pos: [2360, 40], w: { filename_prefix: "sae_steered" } },
+      { id: "out_plain", type: "SaveImage", pos: [2360, 560], w: { filename_prefix: "sae_plain" } }],
+    links: [["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"],
+      ["ckpt", 0, "collect", "model"], ["pos", 0, "collect", "positive"], ["neg", 0, "collect", "negative"],
+      ["collect", 0, "train", "activations"], ["train", 1, "plot", "images"], ["train", 0, "save_sae", "sae"],
+      ["ckpt", 0, "map", "model"], ["train", 0, "map", "sae"], ["pos", 0, "map", "positive"],
+      ["neg", 0, "map", "negative"], ["ckpt", 2, "map", "vae"], ["map", 0, "maps", "images"],
+      ["ckpt", 0, "steer", "model"], ["train", 0, "steer", "sae"],
+      ["steer", 0, "ks", "model"], ["pos", 0, "ks", "positive"], ["neg", 0, "ks", "negative"],
+      ["latent", 0, "ks", "latent_image"], ["ks", 0, "dec", "samples"], ["ckpt", 2, "dec", "vae"],
+      ["dec", 0, "out", "images"],
+      ["ckpt", 0, "ks_plain", "model"], ["pos", 0, "ks_plain", "positive"], ["neg", 0, "ks_plain", "negative"],
+      ["latent", 0, "ks_plain", "latent_image"], ["ks_plain", 0, "dec_plain", "samples"],
+      ["ckpt", 2, "dec_plain", "vae"], ["dec_plain", 0, "out_plain", "images"]],
+  },
 };
 
 async function build(page, spec) {
@@ -139,11 +208,13 @@ export async function fitView(page) {
   }, VIEW);
 }
 
-const [url, outDir] = process.argv.slice(2);
+const [url, outDir, ...only] = process.argv.slice(2);
+const unknown = only.filter((n) => !(n in WORKFLOWS));
+if (unknown.length) throw new Error(`no workflow named ${unknown.join(", ")}; known: ${Object.keys(WORKFLOWS).join(", ")}`);
 const browser = await launch();
 try {
   const { page } = await openApp(browser, url, { width: 1600, height: 1000 });
-  for (const [name, spec] of Object.entries(WORKFLOWS)) {
+  for (const [name, spec] of Object.entries(WORKFLOWS).filter(([n]) => !only.length || only.includes(n))) {
     const wf = await build(page, spec);
     fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(wf, null, 2) + "\n");
     await loadWorkflow(page, wf); // thumbnail: the workflow as it opens, fitted to the view

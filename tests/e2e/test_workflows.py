@@ -1,8 +1,9 @@
 """Every example workflow on a real ComfyUI server: converted by the real frontend, queued over HTTP, done.
 
 The prompts are exactly what the frontend builds from the UI-format files. To keep CI at a few minutes on
-CPU, this test then shrinks counts in the converted prompt (trajectories, steps, iterations, components,
-resolution; see SHRINK) — the graph, the links and every other input stay as the frontend built them.
+CPU, this test then shrinks counts in the converted prompt (trajectories, images, pairs, samples, steps,
+iterations, components, SAE width, resolution; see SHRINK) — the graph, the links and every other input stay as
+the frontend built them, except ELROND Decompose's C (see SHRINK).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 
+import numpy as np
 import pytest
 
 from ..live.fixtures import example_workflows
@@ -21,10 +23,23 @@ SHRINK: dict[str, dict] = {
     "SliderSpacePCADecompose": {"n_components": 3},
     "SliderSpaceTrainSliders": {"n_sliders": 1, "iterations": 2, "sliders_per_step": 1},
     "SliderSpaceSliderGrid": {"steps": 2, "width": 64, "height": 64, "sliders": "0-1", "scales": "-1, 0, 1"},
+    "ELRONDCollectGradients": {"images": 4, "pairs": 6, "steps": 2, "width": 64, "height": 64, "batch_size": 6},
+    # With 6 gradients the LID rule at C = 2.5 may keep no component; with C < 1 it keeps at least one (the top
+    # explained-variance ratio of N rows is >= 1/N > C/N), so the LID path itself still runs.
+    "ELRONDDecompose": {"c": 0.9},
+    "SliderSpaceSAECollectActivations": {"samples": 2, "steps": 2, "width": 64, "height": 64, "spatial_subsample": 16},
+    "SliderSpaceSAETrain": {"width": 16, "k": 4, "auxk": 8, "batch_size": 32},
+    "SliderSpaceSAEConceptMap": {"steps": 2, "width": 64, "height": 64, "top": 4},
     "KSampler": {"steps": 2},
     "EmptyLatentImage": {"width": 64, "height": 64},
 }
 NAMES = [p.name for p in example_workflows()]
+EDITED_VS_PLAIN = {"elrond_directions.json": ("elrond_directions", "elrond_plain"),
+                   "sae_concepts.json": ("sae_steered", "sae_plain")}
+"""Workflows that sample the same seed with and without the edit: SaveImage filename prefixes (edited, plain)."""
+SAVED_FILES = {"elrond_directions.json": ("elrond", "ELRONDSaveDirections"),
+               "sae_concepts.json": ("sae", "SliderSpaceSaveSAE")}
+"""Workflows that save a model file: (models/ subfolder, saving node)."""
 
 
 def shrink(prompt: dict) -> dict:
@@ -40,9 +55,9 @@ def of_type(prompt: dict, class_type: str) -> list[str]:
     return [i for i, n in prompt.items() if n["class_type"] == class_type]
 
 
-def test_there_are_the_four_example_workflows():
+def test_there_are_the_six_example_workflows():
     assert {"sliderspace_discover.json", "sliderspace_apply.json", "sliderspace_sparse_diversity.json",
-            "sliderspace_grid.json"} <= set(NAMES)
+            "sliderspace_grid.json", "elrond_directions.json", "sae_concepts.json"} <= set(NAMES)
     for p in example_workflows():
         assert p.with_suffix(".jpg").is_file(), f"{p.name} has no same-name thumbnail"
 
@@ -63,6 +78,19 @@ def test_frontend_converts_with_the_documented_file_names(api_prompts, name):
         assert prompt[i]["inputs"]["clip_name"] == CLIP_VISION
     for i in of_type(prompt, "SliderSpaceLoadSliderBank"):
         assert prompt[i]["inputs"]["file"] == BANK
+    for i in of_type(prompt, "ELRONDApplyDirections"):  # its prompt text must be the one that made the conditioning
+        source = prompt[prompt[i]["inputs"]["conditioning"][0]]
+        assert source["class_type"] == "CLIPTextEncode" and source["inputs"]["text"] == prompt[i]["inputs"]["prompt"]
+
+
+def saved_image(server, outputs: dict, prompt: dict, prefix: str):
+    """The pixels of the one image the SaveImage node with this filename prefix wrote."""
+    from PIL import Image
+
+    [node] = [i for i in of_type(prompt, "SaveImage") if prompt[i]["inputs"]["filename_prefix"] == prefix]
+    [im] = outputs[node]["images"]
+    with Image.open(server.base / "output" / im["subfolder"] / im["filename"]) as f:
+        return np.asarray(f.convert("RGB"))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -87,6 +115,19 @@ def test_example_workflow_runs(comfy_server, api_prompts, name):
         new = new[0]
         status, info = comfy_server.get(f"/sliderspace/bank_info?name={new}")
         assert status == 200 and info["n_sliders"] == SHRINK["SliderSpaceTrainSliders"]["n_sliders"]
+    if name in EDITED_VS_PLAIN:  # same seed, same prompt: only the ELROND direction / SAE steer differs
+        edited, plain = (saved_image(comfy_server, outputs, prompt, p) for p in EDITED_VS_PLAIN[name])
+        assert edited.shape == plain.shape and edited.std() > 0 and plain.std() > 0
+        assert np.abs(edited.astype(int) - plain.astype(int)).max() > 0, f"{name}: the edit changed nothing"
+    if name in SAVED_FILES:
+        folder, node_type = SAVED_FILES[name]
+        [node] = of_type(prompt, node_type)
+        saved = comfy_server.base / "models" / folder / f"{prompt[node]['inputs']['filename_prefix']}_00001.safetensors"
+        assert saved.is_file() and saved.stat().st_size > 0, sorted(saved.parent.glob("*"))
+    if name == "sae_concepts.json":
+        [node] = of_type(prompt, "SliderSpaceSAECollectActivations")
+        shards = comfy_server.base / "output" / "sliderspace_activations" / f"{prompt[node]['inputs']['name']}_00001"
+        assert shards.is_dir() and any(shards.iterdir()), shards
     if name == "sliderspace_sparse_diversity.json":
         scores = [outputs[i]["text"][0] for i in of_type(prompt, "SliderSpaceDiversityScore")]
         assert len(scores) == 2 and all("diversity" in s.lower() for s in scores), scores
