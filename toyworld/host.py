@@ -60,10 +60,11 @@ class ToyWorldHost:
         """x̂0 for the host's prompt; with ``cfg != 1`` the cond and null batches run stacked [cond; null]."""
         b = x_t.shape[0]
         sigma = sigma.reshape(-1).expand(b) if sigma.numel() == 1 else sigma.reshape(b)
+        ctx = self.denoiser.context(torch.stack([self.tokens, self.null]))       # [2, L, width]: cond, uncond
         if self.cfg == 1.0:
-            return self.denoiser(x_t, sigma, self.denoiser.context(self.tokens.expand(b, -1)))
-        tokens = torch.cat([self.tokens.expand(b, -1), self.null.expand(b, -1)])
-        out = self.denoiser(torch.cat([x_t, x_t]), torch.cat([sigma, sigma]), self.denoiser.context(tokens))
+            return self.denoiser(x_t, sigma, ctx[:1].expand(b, -1, -1))
+        ctx = torch.cat([ctx[:1].expand(b, -1, -1), ctx[1:].expand(b, -1, -1)])
+        out = self.denoiser(torch.cat([x_t, x_t]), torch.cat([sigma, sigma]), ctx)
         cond, uncond = out[:b], out[b:]
         return uncond + self.cfg * (cond - uncond)
 
@@ -76,13 +77,12 @@ class ToyWorldHost:
 
     # ------------------------------------------------------------------ what the pipeline adds
     def targets(self, kind: str = "cross-attention k/v") -> dict[str, nn.Linear]:
-        """Slider target modules: every cross-attention ``to_k``/``to_v`` (SDXL reference), or with
-        ``"attention q/k/v/out"`` every linear of every attention block (the FLUX reference)."""
+        """Slider target modules: every cross-attention ``attn2.to_k``/``attn2.to_v`` (SDXL reference), or
+        with ``"attention q/k/v/out"`` every ``to_q/to_k/to_v/to_out.0`` of ``attn1`` and ``attn2`` (FLUX)."""
         if kind == "cross-attention k/v":
             return self.denoiser.cross_attention_kv()
         if kind == "attention q/k/v/out":
-            return {n: m for n, m in self.denoiser.named_modules()
-                    if n.endswith((".to_q", ".to_k", ".to_v", ".to_out"))}
+            return self.denoiser.attention_linears()
         raise ValueError(f"unknown target kind {kind!r}")
 
     def with_prompt(self, prompt: str | None = None, cfg: float | None = None) -> ToyWorldHost:

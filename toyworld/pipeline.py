@@ -21,7 +21,7 @@ from sliderspace_core.sliderspace.training import TrainConfig, TrainResult, spli
 from sliderspace_core.sliderspace.trajectories import Trajectories
 
 from .host import ToyWorldHost, karras_sigmas
-from .world import FACTORS, measure_factors
+from .world import FACTORS, measure_factors, prompt_shape
 
 
 class PixelEncoder:
@@ -144,7 +144,7 @@ def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool
 def slider_effects(host: ToyWorldHost, sliders: Sequence[Slider], indices: Sequence[int], scale: float,
                    seeds: Sequence[int], steps: int = 16, start_step: int = 0) -> torch.Tensor:
     """``[len(indices), len(seeds), 5]``: factor(slider i at ``scale``) − factor(no slider), same noise."""
-    shape = host.prompt.split()[-1]
+    shape = prompt_shape(host.prompt)
     base = measure_factors(host.sample(seeds, steps), shape)
     out = torch.empty(len(indices), len(seeds), len(FACTORS))
     for j, i in enumerate(indices):
@@ -222,6 +222,6 @@ def component_factors(disc: Discovery, top: int = 6) -> torch.Tensor:
     from sliderspace_core.sliderspace.training import embed
 
     final = disc.trajectories.x0[:, -1].float()
-    factors = measure_factors(disc.host.decode(final), disc.host.prompt.split()[-1])
+    factors = measure_factors(disc.host.decode(final), prompt_shape(disc.host.prompt))
     proj = (embed(disc.host, final) - disc.basis.mean) @ disc.basis.components[:top].T
     return torch.corrcoef(torch.cat([proj, factors], 1).T)[:top, top:]

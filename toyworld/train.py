@@ -2,10 +2,11 @@
 
 Both models see freshly rendered images every step (the world is infinite), drawn from one seeded
 generator; training runs single-threaded on the CPU so the same seed gives bitwise the same weights.
-Denoiser: EDM loss (log-normal σ, P_mean −1.2, P_std 1.2), 10 % null-prompt dropout for classifier-free
-guidance, AdamW with linear decay, weights kept as an EMA. Encoder: factor regression + shape
-cross-entropy from the unit embedding through ``head``, on images blurred and noised at random so that
-it also reads the soft x̂0 of early denoising steps.
+Denoiser (UNet + text encoder, trained together): EDM loss (log-normal σ, P_mean −1.2, P_std 1.2) on
+the world's captions (``world.captions``: bare concept 60 %, else one or two attributes), 10 % empty-prompt
+dropout for classifier-free guidance, AdamW with linear decay, weights kept as an EMA. Encoder: factor
+regression + shape cross-entropy from the unit embedding through ``head``, on images blurred and noised
+at random so that it also reads the soft x̂0 of early denoising steps.
 """
 
 from __future__ import annotations
@@ -22,20 +23,13 @@ from safetensors.torch import load_file, save_file
 
 from sliderspace_core.common.encoders import preprocess
 
-from .models import (
-    SIGMA_DATA,
-    VOCAB,
-    Denoiser,
-    DenoiserConfig,
-    Encoder,
-    EncoderConfig,
-    config_dict,
-)
-from .world import render, sample_factors, sample_shapes
+from .models import SIGMA_DATA, Denoiser, DenoiserConfig, Encoder, EncoderConfig, config_dict
+from .text import CONTEXT_LEN, VOCAB, tokenize, tokenize_batch
+from .world import captions, render, sample_factors, sample_shapes
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 DENOISER_FILE, ENCODER_FILE = "denoiser.safetensors", "encoder.safetensors"
-DENOISER_STEPS, ENCODER_STEPS = 5000, 1500
+DENOISER_STEPS, ENCODER_STEPS = 3000, 1500
 
 
 def _batch(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,14 +41,14 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * min(1.0, (step + 1) / warmup) * max(0.02, 1.0 - step / total)
 
 
-def shape_tokens(shapes: torch.Tensor, factors: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """The shipped model's captions: ``[n, 2]`` tokens of "a <shape>" (draws nothing from ``g``)."""
-    return torch.stack([torch.full((shapes.shape[0],), VOCAB.index("a")), shapes + VOCAB.index("circle")], 1)
+def caption_tokens(shapes: torch.Tensor, factors: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The shipped model's captions (``world.captions``) as ``[n, CONTEXT_LEN]`` token ids."""
+    return tokenize_batch(captions(shapes, factors, g))
 
 
 def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: float = 2e-3,
                    ema: float = 0.998, log_every: int = 200,
-                   captions: Callable[..., torch.Tensor] = shape_tokens) -> Denoiser:
+                   captions: Callable[..., torch.Tensor] = caption_tokens) -> Denoiser:
     """The EMA weights of a denoiser trained ``steps`` steps from ``seed``.
 
     ``captions(shapes, factors, generator)`` gives each image's prompt tokens (experiments swap it).
@@ -65,13 +59,13 @@ def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: 
     avg.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(steps):
         images, shapes, factors = _batch(batch, g)
         x0 = images * 2 - 1
         tokens = captions(shapes, factors, g)
         drop = torch.rand(batch, generator=g) < 0.1
-        tokens = torch.where(drop[:, None], torch.zeros_like(tokens), tokens)
+        tokens = torch.where(drop[:, None], tokenize("").expand_as(tokens), tokens)
         sigma = (torch.randn(batch, generator=g) * 1.2 - 1.2).exp()
         noise = torch.randn(x0.shape, generator=g)
         pred = model(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, model.context(tokens))
@@ -88,8 +82,8 @@ def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: 
             for pa, pm in zip(avg.parameters(), model.parameters(), strict=True):
                 pa.lerp_(pm, 1 - decay)
         if log_every and (step + 1) % log_every == 0:
-            print(f"denoiser step {step + 1}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f}s)",
-                  flush=True)
+            print(f"denoiser step {step + 1}/{steps} loss {loss.item():.4f} ({time.perf_counter() - t0:.0f}s wall, "
+                  f"{time.process_time() - c0:.0f}s cpu)", flush=True)
     return avg.eval()
 
 
@@ -137,6 +131,8 @@ def save(model: Denoiser | Encoder, path: Path, seed: int, steps: int) -> None:
     """safetensors with the architecture config and training provenance in the metadata."""
     meta = {"config": json.dumps(config_dict(model.cfg)), "seed": str(seed), "steps": str(steps),
             "kind": type(model).__name__}
+    if isinstance(model, Denoiser):
+        meta |= {"vocab": json.dumps(list(VOCAB)), "context_len": str(CONTEXT_LEN), "sigma_data": str(SIGMA_DATA)}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
 
 
