@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from sliderspace_core.encoders import embed_images
 from sliderspace_core.metrics import diversity
 
