@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import torch
-from sliderspace_core.encoders import embed_images
-from sliderspace_core.metrics import diversity
+
+from sliderspace_core.common.encoders import embed_images
+from sliderspace_core.common.metrics import diversity
 
 from .host import ToyWorldHost, build_host
 from .train import WEIGHTS

@@ -2,7 +2,7 @@
 
 Each batch item ``b`` runs with its own slider ``sel[b]`` at scale ``scale[b]``; for a linear module with
 input ``x_b`` the output gains ``scale[b]·(alpha/r)·up[sel[b]] @ down[sel[b]] @ x_b`` — exactly the weight
-delta of :class:`~sliderspace_core.bank.Slider`, applied in activation space so every item can differ.
+delta of :class:`~sliderspace_core.sliderspace.bank.Slider`, applied in activation space so every item can differ.
 Hooks are attached only for the duration of a ``with adapters.attached(modules):`` block.
 """
 
