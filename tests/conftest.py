@@ -26,3 +26,27 @@ def require_host(what: str) -> None:
 
 # Session fixtures of the live tiers (one server shared by tests/e2e and tests/browser).
 from .live.fixtures import api_prompts, browser_tools, comfy_server  # noqa: E402, F401
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the slow tier (tests marked `long`: README figures such as the 1000-file fuzz run)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "long: slow check, run only with --long (figures reported in the README)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--long"):
+        return
+    skip = pytest.mark.skip(reason="slow tier: run with --long")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def long_run(request: pytest.FixtureRequest) -> bool:
+    """True under ``--long``: tests scale their counts up to the README figure."""
+    return bool(request.config.getoption("--long"))
