@@ -15,6 +15,7 @@ from .sliderspace.discovery import ClipEmbed, LoadOpenClipEncoder, PcaDecompose,
 from .sliderspace.explore import DiversityScore, LabelBank, SliderGrid
 from .sliderspace.routes import register_with_server
 from .sliderspace.training import TrainSliders
+from .toyworld.load import LoadToyWorld
 
 register_with_server()  # the slider-bank widget's routes; a no-op without a running server
 
@@ -27,4 +28,4 @@ class SliderSpaceExtension(ComfyExtension):
                 SAEListBlocks, SAECollectActivations, SAETrain, SaveSAE, LoadSAE, ImportUnboxSAE,
                 SAEConceptMap, SAESteer,
                 CollectGradients, Decompose, ConceptComplexity, ApplyDirections, RandomDirections,
-                SaveDirections, LoadDirections]
+                SaveDirections, LoadDirections, LoadToyWorld]

@@ -36,3 +36,6 @@ Gradients = io.Custom("SLIDERSPACE_ELROND_GRADIENTS")
 Directions = io.Custom("SLIDERSPACE_ELROND_DIRECTIONS")
 """sliderspace_core.decompose.directions.Directions in a conditioning space."""
 ELROND_CATEGORY = "SliderSpace/ELROND"
+
+# ToyWorld (issue 12)
+TOYWORLD_CATEGORY = "SliderSpace/ToyWorld"

@@ -22,10 +22,9 @@ from sliderspace_core.sliderspace.bank import Slider, SliderBank
 from sliderspace_core.sliderspace.export import merge_sliders
 from sliderspace_core.sliderspace.trajectories import LatentFacts, Trajectories, TrajectoryBuffer, select_steps
 
-from .models import Denoiser, Encoder, tokenize
+from .models import RHO, SIGMA_MAX, SIGMA_MIN, Denoiser, Encoder, tokenize
 from .train import DENOISER_FILE, ENCODER_FILE, WEIGHTS, load_denoiser, load_encoder
 
-SIGMA_MIN, SIGMA_MAX, RHO = 0.02, 10.0, 7.0
 IMAGE_SHAPE = (3, 32, 32)
 FACTS = LatentFacts(family="ToyWorld", latent_format="pixels[-1,1]", channels=3)
 

@@ -19,16 +19,20 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from sliderspace_core.common.encoders import CLIP_MEAN, CLIP_STD
+try:  # inside the node pack, where toyworld is a subpackage (the Load ToyWorld node)
+    from ..sliderspace_core.common.encoders import CLIP_MEAN, CLIP_STD
+except ImportError:  # run from the repository root: python -m toyworld.…
+    from sliderspace_core.common.encoders import CLIP_MEAN, CLIP_STD
 
 from .text import CONTEXT_LEN, VOCAB, TextConfig, TextEncoder, tokenize
 from .unet import UNet, UNetConfig
 from .world import FACTORS, SHAPES
 
-__all__ = ["CONTEXT_LEN", "SIGMA_DATA", "VOCAB", "Denoiser", "DenoiserConfig", "Encoder", "EncoderConfig",
-           "config_dict", "tokenize"]
+__all__ = ["CONTEXT_LEN", "RHO", "SIGMA_DATA", "SIGMA_MAX", "SIGMA_MIN", "VOCAB", "Denoiser", "DenoiserConfig",
+           "Encoder", "EncoderConfig", "config_dict", "tokenize"]
 
 SIGMA_DATA = 0.5
+SIGMA_MIN, SIGMA_MAX, RHO = 0.02, 10.0, 7.0  # the sampler's Karras schedule (ComfyUI's model sampling too)
 
 
 @dataclass(frozen=True)

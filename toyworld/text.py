@@ -26,16 +26,31 @@ CONTEXT_LEN = 12
 """Tokens per prompt: start + at most 10 words + end, padded (the longest caption has 10 words)."""
 
 
-def tokenize(prompt: str, context_len: int = CONTEXT_LEN) -> torch.Tensor:
-    """``[context_len]`` token ids of a prompt (lower-cased, split on whitespace)."""
-    words = prompt.lower().split()
+def word_ids(text: str, prompt: str | None = None) -> list[int]:
+    """Token ids of the words of ``text`` (lower-cased; split on whitespace, commas and full stops).
+
+    Raises ``ValueError`` naming the unknown words and listing the world's words.
+    """
+    words = text.lower().replace(",", " ").replace(".", " ").split()
     unknown = [w for w in words if w not in CAPTION_WORDS]
     if unknown:
-        raise ValueError(f"ToyWorld's tokenizer does not know {unknown} in {prompt!r}; its words are "
+        raise ValueError(f"ToyWorld's tokenizer does not know {unknown} in {prompt or text!r}; its words are "
                          f"{', '.join(CAPTION_WORDS)} (e.g. 'a circle', 'a small red square on the left')")
-    if len(words) > context_len - 2:
-        raise ValueError(f"prompt {prompt!r} has {len(words)} words; at most {context_len - 2} fit")
-    ids = [START, *(VOCAB.index(w) for w in words), END]
+    return [VOCAB.index(w) for w in words]
+
+
+def check_length(n_words: int, prompt: str, context_len: int = CONTEXT_LEN) -> None:
+    """``ValueError`` when ``n_words`` do not fit between ``<start>`` and ``<end>``."""
+    if n_words > context_len - 2:
+        raise ValueError(f"prompt {prompt!r} has {n_words} words; at most {context_len - 2} fit in ToyWorld's "
+                         f"{context_len}-token context")
+
+
+def tokenize(prompt: str, context_len: int = CONTEXT_LEN) -> torch.Tensor:
+    """``[context_len]`` token ids of a prompt: ``<start>`` words ``<end>`` ``<pad>``…"""
+    ids = word_ids(prompt)
+    check_length(len(ids), prompt, context_len)
+    ids = [START, *ids, END]
     return torch.tensor(ids + [PAD] * (context_len - len(ids)), dtype=torch.long)
 
 

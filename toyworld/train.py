@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +24,14 @@ from safetensors.torch import load_file, save_file
 
 from sliderspace_core.common.encoders import preprocess
 
-from .models import SIGMA_DATA, Denoiser, DenoiserConfig, Encoder, EncoderConfig, config_dict
+from .models import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, DenoiserConfig, Encoder, EncoderConfig, config_dict
 from .text import CONTEXT_LEN, VOCAB, tokenize, tokenize_batch
 from .world import captions, render, sample_factors, sample_shapes
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 DENOISER_FILE, ENCODER_FILE = "denoiser.safetensors", "encoder.safetensors"
 DENOISER_STEPS, ENCODER_STEPS = 3000, 1500
+UNIFORM_SHARE = 0.0
 
 
 def _batch(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,6 +43,16 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * min(1.0, (step + 1) / warmup) * max(0.02, 1.0 - step / total)
 
 
+def draw_sigmas(n: int, g: torch.Generator, uniform_share: float) -> torch.Tensor:
+    """EDM's log-normal σ (P_mean −1.2, P_std 1.2), a ``uniform_share`` of them log-uniform on the range."""
+    sigma = (torch.randn(n, generator=g) * 1.2 - 1.2).exp()
+    if uniform_share > 0:
+        lo, hi = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
+        wide = (lo + torch.rand(n, generator=g) * (hi - lo)).exp()
+        sigma = torch.where(torch.rand(n, generator=g) < uniform_share, wide, sigma)
+    return sigma
+
+
 def caption_tokens(shapes: torch.Tensor, factors: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """The shipped model's captions (``world.captions``) as ``[n, CONTEXT_LEN]`` token ids."""
     return tokenize_batch(captions(shapes, factors, g))
@@ -48,10 +60,13 @@ def caption_tokens(shapes: torch.Tensor, factors: torch.Tensor, g: torch.Generat
 
 def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: float = 2e-3,
                    ema: float = 0.998, log_every: int = 200,
-                   captions: Callable[..., torch.Tensor] = caption_tokens) -> Denoiser:
+                   captions: Callable[..., torch.Tensor] = caption_tokens,
+                   uniform_share: float = UNIFORM_SHARE) -> Denoiser:
     """The EMA weights of a denoiser trained ``steps`` steps from ``seed``.
 
     ``captions(shapes, factors, generator)`` gives each image's prompt tokens (experiments swap it).
+    ``uniform_share``: the fraction of each batch whose σ is log-uniform on the sampler's range
+    [σ_min, σ_max] instead of EDM's log-normal, so the high σ where layout is decided get trained.
     """
     torch.manual_seed(seed)
     model = Denoiser(DenoiserConfig())
@@ -66,7 +81,7 @@ def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: 
         tokens = captions(shapes, factors, g)
         drop = torch.rand(batch, generator=g) < 0.1
         tokens = torch.where(drop[:, None], tokenize("").expand_as(tokens), tokens)
-        sigma = (torch.randn(batch, generator=g) * 1.2 - 1.2).exp()
+        sigma = draw_sigmas(batch, g, uniform_share)
         noise = torch.randn(x0.shape, generator=g)
         pred = model(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, model.context(tokens))
         weight = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
@@ -154,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", choices=("all", "denoiser", "encoder"), default="all")
     ap.add_argument("--denoiser-steps", type=int, default=DENOISER_STEPS)
     ap.add_argument("--encoder-steps", type=int, default=ENCODER_STEPS)
+    ap.add_argument("--uniform-share", type=float, default=UNIFORM_SHARE,
+                    help="fraction of training σ drawn log-uniform on [σ_min, σ_max] (the rest EDM log-normal)")
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # bitwise reproducible (and the fastest on a shared 2-core box)
@@ -164,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"encoder: {time.perf_counter() - t0:.0f}s → {args.out / ENCODER_FILE}")
     if args.model in ("all", "denoiser"):
         t0 = time.perf_counter()
-        save(train_denoiser(args.seed, args.denoiser_steps), args.out / DENOISER_FILE, args.seed,
-             args.denoiser_steps)
+        model = train_denoiser(args.seed, args.denoiser_steps, uniform_share=args.uniform_share)
+        save(model, args.out / DENOISER_FILE, args.seed, args.denoiser_steps)
         print(f"denoiser: {time.perf_counter() - t0:.0f}s → {args.out / DENOISER_FILE}")
 
 

@@ -13,8 +13,8 @@ upsampling (parameter-free); ``out.{0,2}``. Resolutions 32 (ResBlocks only), 16 
 preconditioning (``models.Denoiser`` here; ComfyUI's EDM model sampling there, which passes
 ``timesteps = c_noise = ¼·ln σ`` and ``x = c_in·x_t``). Position information: two coordinate channels
 (x, y in [−1, 1]) are appended to the input inside ``forward`` — a convolutional UNet is otherwise
-translation equivariant, and no prompt could move the shape. Plain ``nn.Linear``/``nn.Conv2d`` only;
-a ComfyUI loader can rebuild the same tree with ``comfy.ops`` classes and load this state dict.
+translation equivariant, and no prompt could move the shape. Layers come from ``ops``
+(``torch.nn`` by default; the ComfyUI loader passes ``comfy.ops`` classes) and load the same state dict.
 """
 
 from __future__ import annotations
@@ -55,14 +55,14 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, emb: int, c_out: int) -> None:
+    def __init__(self, c_in: int, emb: int, c_out: int, ops=nn) -> None:
         super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(groups(c_in), c_in), nn.SiLU(),
-                                       nn.Conv2d(c_in, c_out, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb, c_out))
-        self.out_layers = nn.Sequential(nn.GroupNorm(groups(c_out), c_out), nn.SiLU(), nn.Dropout(0.0),
-                                        nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip_connection = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        self.in_layers = nn.Sequential(ops.GroupNorm(groups(c_in), c_in), nn.SiLU(),
+                                       ops.Conv2d(c_in, c_out, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), ops.Linear(emb, c_out))
+        self.out_layers = nn.Sequential(ops.GroupNorm(groups(c_out), c_out), nn.SiLU(), nn.Dropout(0.0),
+                                        ops.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip_connection = ops.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x) + self.emb_layers(emb)[:, :, None, None].to(x.dtype)
@@ -72,14 +72,14 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention; ``context=None`` is self-attention (``attn1``), else cross-attention (``attn2``)."""
 
-    def __init__(self, dim: int, context_dim: int | None, heads: int, head_dim: int) -> None:
+    def __init__(self, dim: int, context_dim: int | None, heads: int, head_dim: int, ops=nn) -> None:
         super().__init__()
         inner, kv = heads * head_dim, context_dim or dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(kv, inner, bias=False)
-        self.to_v = nn.Linear(kv, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(0.0))
+        self.to_q = ops.Linear(dim, inner, bias=False)
+        self.to_k = ops.Linear(kv, inner, bias=False)
+        self.to_v = ops.Linear(kv, inner, bias=False)
+        self.to_out = nn.Sequential(ops.Linear(inner, dim), nn.Dropout(0.0))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         ctx = x if context is None else context
@@ -90,9 +90,9 @@ class Attention(nn.Module):
 
 
 class GEGLU(nn.Module):
-    def __init__(self, dim: int, inner: int) -> None:
+    def __init__(self, dim: int, inner: int, ops=nn) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, 2 * inner)
+        self.proj = ops.Linear(dim, 2 * inner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, gate = self.proj(x).chunk(2, dim=-1)
@@ -100,20 +100,20 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, mult: int = 2) -> None:
+    def __init__(self, dim: int, mult: int = 2, ops=nn) -> None:
         super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, mult * dim), nn.Dropout(0.0), nn.Linear(mult * dim, dim))
+        self.net = nn.Sequential(GEGLU(dim, mult * dim, ops), nn.Dropout(0.0), ops.Linear(mult * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 class BasicTransformerBlock(nn.Module):
-    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int) -> None:
+    def __init__(self, dim: int, context_dim: int, heads: int, head_dim: int, ops=nn) -> None:
         super().__init__()
-        self.norm1, self.attn1 = nn.LayerNorm(dim), Attention(dim, None, heads, head_dim)
-        self.norm2, self.attn2 = nn.LayerNorm(dim), Attention(dim, context_dim, heads, head_dim)
-        self.norm3, self.ff = nn.LayerNorm(dim), FeedForward(dim)
+        self.norm1, self.attn1 = ops.LayerNorm(dim), Attention(dim, None, heads, head_dim, ops)
+        self.norm2, self.attn2 = ops.LayerNorm(dim), Attention(dim, context_dim, heads, head_dim, ops)
+        self.norm3, self.ff = ops.LayerNorm(dim), FeedForward(dim, ops=ops)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
@@ -124,12 +124,14 @@ class BasicTransformerBlock(nn.Module):
 class SpatialTransformer(nn.Module):
     """SD's spatial transformer (linear proj_in/proj_out as SD2/SDXL), depth 1."""
 
-    def __init__(self, dim: int, context_dim: int, head_dim: int) -> None:
+    def __init__(self, dim: int, context_dim: int, head_dim: int, ops=nn) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(groups(dim), dim, eps=1e-6)
-        self.proj_in = nn.Linear(dim, dim)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(dim, context_dim, dim // head_dim, head_dim)])
-        self.proj_out = nn.Linear(dim, dim)
+        self.in_channels = dim
+        self.norm = ops.GroupNorm(groups(dim), dim, eps=1e-6)
+        self.proj_in = ops.Linear(dim, dim)
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(dim, context_dim, dim // head_dim, head_dim,
+                                                                       ops)])
+        self.proj_out = ops.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -140,9 +142,9 @@ class SpatialTransformer(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, ops=nn) -> None:
         super().__init__()
-        self.op = nn.Conv2d(c, c, 3, stride=2, padding=1)
+        self.op = ops.Conv2d(c, c, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -172,29 +174,33 @@ class Step(nn.ModuleList):
 class UNet(nn.Module):
     """32 → 16 → 8 UNet; skips from ``input_blocks`` 1, 3, 5 feed ``output_blocks`` 2, 1, 0."""
 
-    def __init__(self, cfg: UNetConfig = UNetConfig()) -> None:
+    def __init__(self, cfg: UNetConfig = UNetConfig(), ops=nn) -> None:
+        """``ops``: the namespace of Linear/Conv2d/GroupNorm/LayerNorm classes (``torch.nn``, or ComfyUI's
+        ``comfy.ops`` classes when ComfyUI builds the model, so its weight wrappers and casts apply)."""
         super().__init__()
         self.cfg = cfg
         self.dtype = torch.float32
         c1, c2, c3 = (cfg.model_channels * m for m in cfg.channel_mult)
         te, cd, hd = 4 * cfg.model_channels, cfg.context_dim, cfg.head_dim
-        self.time_embed = nn.Sequential(nn.Linear(cfg.model_channels, te), nn.SiLU(), nn.Linear(te, te))
-        st = lambda c: SpatialTransformer(c, cd, hd)  # noqa: E731
+        self.time_embed = nn.Sequential(ops.Linear(cfg.model_channels, te), nn.SiLU(), ops.Linear(te, te))
+        st = lambda c: SpatialTransformer(c, cd, hd, ops)  # noqa: E731
+        rb = lambda a, b: ResBlock(a, te, b, ops)  # noqa: E731
         self.input_blocks = nn.ModuleList([
-            Step([nn.Conv2d(cfg.in_channels + 2, c1, 3, padding=1)]),      # 0: 32×32 (+2 coordinate channels)
-            Step([ResBlock(c1, te, c1)]),                                  # 1: 32×32 → skip
-            Step([Downsample(c1)]),                                        # 2: → 16×16
-            Step([ResBlock(c1, te, c2), st(c2)]),                          # 3: 16×16 → skip
-            Step([Downsample(c2)]),                                        # 4: → 8×8
-            Step([ResBlock(c2, te, c3), st(c3)]),                          # 5: 8×8 → skip
+            Step([ops.Conv2d(cfg.in_channels + 2, c1, 3, padding=1)]),     # 0: 32×32 (+2 coordinate channels)
+            Step([rb(c1, c1)]),                                  # 1: 32×32 → skip
+            Step([Downsample(c1, ops)]),                                        # 2: → 16×16
+            Step([rb(c1, c2), st(c2)]),                          # 3: 16×16 → skip
+            Step([Downsample(c2, ops)]),                                        # 4: → 8×8
+            Step([rb(c2, c3), st(c3)]),                          # 5: 8×8 → skip
         ])
-        self.middle_block = Step([ResBlock(c3, te, c3), st(c3), ResBlock(c3, te, c3)])
+        self.middle_block = Step([rb(c3, c3), st(c3), rb(c3, c3)])
         self.output_blocks = nn.ModuleList([
-            Step([ResBlock(2 * c3, te, c3), st(c3), Upsample()]),        # 0: 8×8 → 16×16
-            Step([ResBlock(c3 + c2, te, c2), st(c2), Upsample()]),       # 1: 16×16 → 32×32
-            Step([ResBlock(c2 + c1, te, c1)]),                             # 2: 32×32
+            Step([rb(2 * c3, c3), st(c3), Upsample()]),        # 0: 8×8 → 16×16
+            Step([rb(c3 + c2, c2), st(c2), Upsample()]),       # 1: 16×16 → 32×32
+            Step([rb(c2 + c1, c1)]),                             # 2: 32×32
         ])
-        self.out = nn.Sequential(nn.GroupNorm(groups(c1), c1), nn.SiLU(), nn.Conv2d(c1, cfg.out_channels, 3, padding=1))
+        self.out = nn.Sequential(ops.GroupNorm(groups(c1), c1), nn.SiLU(),
+                                 ops.Conv2d(c1, cfg.out_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, **kwargs) -> torch.Tensor:
         """Raw output ``[B, 3, H, W]`` for input ``x`` (already scaled by c_in), ``timesteps`` = c_noise ``[B]``

@@ -13,14 +13,13 @@ from ...sliderspace_core.common.schedule import SigmaWindow
 from ...sliderspace_core.concepts.activations import COND, UNCOND, ActivationSet, ActivationWriter, subsample_positions
 from .family import model_family
 from .hooks import CAPTURE_KEY, check_block, with_block_hook
-from .sampling import job_callback
+from .sampling import empty_latent, job_callback
 
 WHICH = {"cond": (COND,), "uncond": (UNCOND,), "both": (COND, UNCOND)}
 
 
 def _latent(model, width: int, height: int) -> torch.Tensor:
-    empty = torch.zeros([1, 4, height // 8, width // 8])
-    return comfy.sample.fix_empty_latent_channels(model, empty)
+    return empty_latent(model, 1, width, height)
 
 
 def collect_activations(model, positive, negative, block: str, folder: str, samples: int, seed: int, steps: int,

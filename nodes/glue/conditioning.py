@@ -40,6 +40,8 @@ log = logging.getLogger("sliderspace.elrond")
 
 def _row_key(clip) -> str:
     m = clip.cond_stage_model
+    if isinstance(getattr(m, "conditioning_row_key", None), str):  # e.g. ToyWorld's text model
+        return m.conditioning_row_key
     if isinstance(m, FluxClipModel):
         return "t5xxl"
     if isinstance(m, SDXLClipModel):

@@ -32,6 +32,8 @@ KNOWN_BLOCKS: dict[str, dict[str, str]] = {
              "output_blocks.3.1": "up_blocks.1.attentions.0"},
     "SDXL": {"input_blocks.8.1": "composition: down_blocks.2.attentions.1", "middle_block.1": "mid_block",
              "output_blocks.0.1": "up_blocks.0.attentions.0", "output_blocks.1.1": "style: up_blocks.0.attentions.1"},
+    "ToyWorld": {"input_blocks.5.1": "8×8 down", "middle_block.1": "mid_block (layout)",
+                 "output_blocks.0.1": "8×8 up", "output_blocks.1.1": "16×16 up"},
 }
 """The blocks the papers name, per model family (ComfyUI path → label)."""
 

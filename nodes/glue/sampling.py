@@ -22,6 +22,14 @@ from .patching import apply_deltas
 SEED_MOD = 2**64
 
 
+
+def empty_latent(model, batch: int, width: int, height: int) -> torch.Tensor:
+    """Zeros of the MODEL's latent shape for ``width × height`` images (as Empty Latent Image, then
+    ``fix_empty_latent_channels``); pixel-space models (``spacial_downscale_ratio`` 1) get full size."""
+    ratio = int(getattr(model.get_model_object("latent_format"), "spacial_downscale_ratio", 8))
+    empty = torch.zeros([batch, 4, max(1, height // ratio), max(1, width // ratio)])
+    return comfy.sample.fix_empty_latent_channels(model, empty)
+
 def job_callback(model, total_steps: int):
     """Per-step callbacks for a job of several sampler runs, over ONE ``latent_preview.prepare_callback``.
 
@@ -68,8 +76,7 @@ def sample_trajectories(model, positive: list[list], negative: list, prompts: li
     buffer: TrajectoryBuffer | None = None
     finals: torch.Tensor | None = None
     for b, batch in enumerate(batches):
-        empty = torch.zeros([len(batch), 4, height // 8, width // 8])
-        latent_image = comfy.sample.fix_empty_latent_channels(model, empty)
+        latent_image = empty_latent(model, len(batch), width, height)
         noise = torch.cat([comfy.sample.prepare_noise(latent_image[:1], seeds[i]) for i in batch])
         if buffer is None:
             buffer = TrajectoryBuffer(n, keep, tuple(latent_image.shape[1:]), store_dtype)
@@ -103,8 +110,7 @@ def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: 
 
     Returns ``Cell → [H, W, 3]`` images (first frame for video VAEs).
     """
-    empty = torch.zeros([1, 4, height // 8, width // 8], device=mm.intermediate_device())
-    latent = comfy.sample.fix_empty_latent_channels(model, empty)
+    latent = empty_latent(model, 1, width, height).to(mm.intermediate_device())
     noise = comfy.sample.prepare_noise(latent, seed)
     vae_decoder(vae, None, int(latent.shape[1]))  # refuses a VAE of another model family
     run_callback = job_callback(model, len(cells) * steps)

@@ -1,0 +1,105 @@
+"""Load ToyWorld in real ComfyUI: a MODEL, CLIP, VAE and encoder that stock nodes and the pack's nodes use.
+
+The references are ToyWorld's own pure-torch networks and sampler (toyworld/), built from the same files.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toyworld.host import build_host, karras_sigmas, seed_noise
+from toyworld.text import tokenize
+
+STEPS, CFG = 16, 2.0
+
+
+def _out(node_output):
+    return node_output.args if hasattr(node_output, "args") else node_output
+
+
+@pytest.fixture(scope="module")
+def world(comfy):
+    with torch.inference_mode():
+        return _out(comfy["classes"]["SliderSpaceLoadToyWorld"].execute())
+
+
+@pytest.fixture(scope="module")
+def native():
+    return build_host("a red circle", CFG)
+
+
+def _encode(comfy, clip, text):
+    with torch.inference_mode():
+        return comfy["classes"]["CLIPTextEncode"]().encode(clip, text)[0]
+
+
+def test_stock_clip_text_encode_gives_toyworld_context(comfy, world, native):
+    model, clip, vae, enc = world
+    cond = _encode(comfy, clip, "a red circle")
+    want = native.denoiser.context(tokenize("a red circle")[None])
+    assert cond[0][0].dtype == torch.float32 and cond[0][0].shape == (1, 12, 64)
+    torch.testing.assert_close(cond[0][0], want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(cond[0][1]["pooled_output"], want[:, 4], rtol=0, atol=1e-6)  # <end> (row 4)
+
+
+def test_weighted_words_follow_comfy_rules(comfy, world):
+    clip = world[1]
+    plain, empty = _encode(comfy, clip, "a red circle")[0][0], _encode(comfy, clip, "")[0][0]
+    weighted = _encode(comfy, clip, "a (red:1.5) circle")[0][0]
+    torch.testing.assert_close(weighted[0, 2], (plain[0, 2] - empty[0, 2]) * 1.5 + empty[0, 2])
+    torch.testing.assert_close(weighted[0, 3], plain[0, 3])
+
+
+def test_unknown_words_and_long_prompts_are_refused_with_the_vocabulary(comfy, world):
+    with pytest.raises(ValueError, match=r"does not know \['dog'\].*circle"):
+        _encode(comfy, world[1], "a dog")
+    with pytest.raises(ValueError, match="at most 10 fit"):
+        _encode(comfy, world[1], " ".join(["red"] * 11))
+
+
+def test_stock_ksampler_matches_toyworlds_own_sampler(comfy, world, native):
+    """KSampler euler/karras on the loaded MODEL = ToyWorld's Euler sampler from the same start.
+
+    ComfyUI starts a full-denoise run at x = noise·√(1 + σ_max²) (its VP-style ``noise_scaling``, which its
+    EDM class inherits); ToyWorld's own sampler at noise·σ_max. Scaling the noise handed to ComfyUI by
+    σ/√(1 + σ²) gives both the same start, and from there the runs must agree.
+    """
+    import comfy.sample as comfy_sample
+
+    model, clip, vae, _ = world
+    pos, neg = _encode(comfy, clip, "a red circle"), _encode(comfy, clip, "")
+    seeds = [3, 4]
+    sigma_max = float(karras_sigmas(STEPS)[0])
+    noise = seed_noise(seeds) * sigma_max / (1 + sigma_max**2) ** 0.5
+    latent = torch.zeros_like(noise)
+    with torch.inference_mode():
+        out = comfy_sample.sample(model, noise, STEPS, CFG, "euler", "karras", pos, neg, latent,
+                                  disable_pbar=True, seed=0)
+        images = vae.decode(out)
+    torch.testing.assert_close(model.model.model_sampling.sigma_max.float(), karras_sigmas(STEPS)[0])
+    want = native.sample(seeds, STEPS)  # [B, 3, H, W] in [0, 1]
+    torch.testing.assert_close(images.movedim(-1, 1), want, rtol=0, atol=1e-4)
+
+
+def test_pack_nodes_sample_full_size_pixel_latents(comfy, world):
+    """The Trajectory Sampler makes 3-channel 32×32 pixel latents for ToyWorld (no 8× downscale)."""
+    model, clip, _, _ = world
+    node = comfy["classes"]["SliderSpaceTrajectorySampler"]
+    with torch.inference_mode():
+        traj = _out(node.execute(model, clip, "a circle", "", 2, 0, 4, CFG, "euler", "karras", 32, 32, 2,
+                                 "every step", 1, "float32"))[0]
+    assert traj.x0.shape == (2, 4, 3, 32, 32)
+    assert traj.latent.family == "ToyWorld" and traj.latent.channels == 3
+
+
+def test_block_list_and_slider_targets_use_sd_names(comfy, world):
+    from .host import pack_module
+
+    hooks, family = pack_module("nodes.glue.hooks"), pack_module("nodes.glue.family")
+    model = world[0]
+    blocks = [p for p, _, _ in hooks.list_blocks(model)]
+    assert blocks == ["input_blocks.3.1", "input_blocks.5.1", "middle_block.1", "output_blocks.0.1",
+                      "output_blocks.1.1"]
+    kv = family.target_modules(model.model.diffusion_model, "cross-attention k/v")
+    assert len(kv) == 10 and all(n.endswith(("attn2.to_k", "attn2.to_v")) for n in kv)
