@@ -11,7 +11,7 @@ from sliderspace_core.common.errors import InputError
 
 from .config import RunConfig, from_args
 from .dist import Dist
-from .pipeline import Timings, bank_path, discover, train
+from .pipeline import Timings, bank_path, check_run, discover, train
 from .rundir import RunDir
 
 
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         run = RunDir(cfg.run_dir)
+        check_run(cfg, dist, run, command)
         backend = make_backend(cfg, dist)
         times = Timings()
         if command == "apply":

@@ -71,15 +71,26 @@ def _train_rows(ids: list[int], cut: int) -> list[int]:
     return [j for j, i in enumerate(ids) if i < cut]
 
 
-def discover(cfg: RunConfig, dist: Dist, run: RunDir, backend: Backend,
-             times: Timings) -> tuple[torch.Tensor, Directions]:
-    """Every trajectory's final x̂0 ``[T, ...]`` (trajectory order) and the basis (identical on every process)."""
-    run.check_or_record("discover", cfg.settings(DISCOVER_FIELDS), write=dist.rank == 0)
-    dist.barrier()
+def check_run(cfg: RunConfig, dist: Dist, run: RunDir, command: str) -> None:
+    """Before any work: the process count fits the run, and a resumed run keeps its recorded settings."""
     chunks = chunk_ids(cfg)
     if dist.world_size > len(chunks):
         raise SystemExit(f"{dist.world_size} processes for {len(chunks)} chunks of trajectories: some would "
                          f"sample nothing. Launch at most {len(chunks)} processes, or lower --chunk.")
+    if command == "apply":
+        return
+    run.check_or_record("discover", cfg.settings(DISCOVER_FIELDS), write=dist.rank == 0)
+    if command == "train":
+        run.check_or_record("train", cfg.settings(TRAIN_FIELDS), write=dist.rank == 0)
+        SliderShard(dist.rank, dist.world_size).check(cfg.n_sliders)
+        FileCheckpoint(run, dist.rank, dist.world_size, cfg.checkpoint_every)  # refuses another process count
+    dist.barrier()
+
+
+def discover(cfg: RunConfig, dist: Dist, run: RunDir, backend: Backend,
+             times: Timings) -> tuple[torch.Tensor, Directions]:
+    """Every trajectory's final x̂0 ``[T, ...]`` (trajectory order) and the basis (identical on every process)."""
+    chunks = chunk_ids(cfg)
     cut = split_held_out(cfg.trajectories)[0].stop
     blocks = [shard_range(len(chunks), r, dist.world_size) for r in range(dist.world_size)]
     t0 = time.perf_counter()
@@ -142,9 +153,7 @@ def _kill_point(cfg: RunConfig, rank: int) -> int | None:
 def train(cfg: RunConfig, dist: Dist, run: RunDir, backend: Backend, finals: torch.Tensor, basis: Directions,
           times: Timings) -> SliderBank:
     """Train the bank (sliders split over the processes); rank 0 writes it. Returns the whole bank everywhere."""
-    run.check_or_record("train", cfg.settings(TRAIN_FIELDS), write=dist.rank == 0)
     shard = SliderShard(dist.rank, dist.world_size, dist.gather if dist.distributed else None)
-    shard.check(cfg.n_sliders)
     ckpt = FileCheckpoint(run, dist.rank, dist.world_size, cfg.checkpoint_every)
     resumed = ckpt.load()
     times.train_steps_resumed_at = int(resumed["done"]) if resumed is not None else 0
