@@ -20,6 +20,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.a12_concepts": ("A1", "A2"),
     "benchmarks.f_toyworld": ("F1", "F2", "F3", "F4", "FA"),
     "benchmarks.e_elrond": ("E1", "E2"),
+    "benchmarks.d_dist": ("D1", "D2"),
 }
 
 

@@ -5,7 +5,10 @@ sigma, predict x̂0 WITHOUT sliders once (no grad) and WITH each slider ``i`` (s
 decode, embed with the same preprocessing as the PCA, and minimise ``1 − cos(Δφ, v_i)``. Each slider's
 gradient depends only on its own item, so sharing the sample costs nothing in gradient quality. The ``k``
 slider items run as one batched forward/backward (per-item rank-r deltas) — or, with ``batched=False``,
-one forward/backward per slider as the reference does (kept as the benchmark baseline).
+one forward/backward per slider as the reference does. Per-slider mode is what lets several processes
+split the sliders (``sharding.SliderShard``: each replays the global draws and computes only its own
+sliders) and still write the single-process bank bit for bit; a ``TrainCheckpoint`` lets a killed run
+go on from its last saved step with the same result.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..decompose.directions import Directions
 from .adapters import SliderAdapters
 from .bank import BankMeta, SliderBank
 from .objective import slider_loss
+from .sharding import SliderShard, TrainCheckpoint, load_trainer_state, step_loss, trainer_state
 
 
 @dataclass
@@ -51,6 +55,10 @@ class TrainConfig:
     """Recompute decode+embed in backward instead of storing their activations."""
     weight_decay: float = 0.01
     """AdamW weight decay."""
+    batched: bool = True
+    """True: a step's sliders run as one batched pass (fastest in one process). False: one pass per slider
+    (the reference's loop); each slider's update then depends only on its own items, which is what lets
+    processes split the sliders and still give the one-process bank bitwise (the headless runner)."""
 
 
 class TrainHost(Protocol):
@@ -106,7 +114,8 @@ class SliderTrainer:
     """Holds the random stream, optimizer and adapters; ``step()`` is one optimizer update."""
 
     def __init__(self, host: TrainHost, adapters: SliderAdapters, directions: torch.Tensor,
-                 latents: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig) -> None:
+                 latents: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig,
+                 shard: SliderShard | None = None) -> None:
         if latents.shape[0] < 1:
             raise InputError("trajectories", "hold no latents to train on.", "sample at least one trajectory.")
         if directions.shape[0] != adapters.n_sliders:
@@ -119,11 +128,20 @@ class SliderTrainer:
         self.params = list(adapters.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.result = TrainResult(updates=[0] * adapters.n_sliders, config=asdict(cfg))
+        self.shard = shard or SliderShard()
+        self.shard.check(adapters.n_sliders)
+        if self.shard.world_size > 1 and cfg.batched:
+            raise InputError("batched", "is on, but sliders split over processes need one pass per slider.",
+                             "train with TrainConfig(batched=False) (the headless runner does).")
+        self.k = min(cfg.sliders_per_step, adapters.n_sliders)
+        self.done = 0
+        """Optimizer steps taken so far (a resumed run starts past 0)."""
+        self.item_losses: list[list[float]] = []
+        """Per-slider mode: every step's item losses in its slider order (NaN for another process's sliders)."""
 
     def draw(self) -> tuple[torch.Tensor, ...]:
         """Sliders ``[k]`` and one latent ``[1, ...]``, sigma ``[1]`` and noise of one step, from the seeded stream."""
-        k = min(self.cfg.sliders_per_step, self.adapters.n_sliders)
-        sel = torch.randperm(self.adapters.n_sliders, generator=self.gen)[:k]
+        sel = torch.randperm(self.adapters.n_sliders, generator=self.gen)[:self.k]
         idx = torch.randint(self.latents.shape[0], (1,), generator=self.gen)
         sig = self.sigmas[torch.randint(self.sigmas.shape[0], (1,), generator=self.gen)]
         x0 = self.latents[idx]
@@ -163,29 +181,58 @@ class SliderTrainer:
                 p.grad = g if p.grad is None else p.grad + g
         return float(loss.detach())
 
-    def step(self, batched: bool = True) -> float:
+    def step(self, batched: bool | None = None) -> float:
+        """One optimizer update (``batched`` defaults to the config's); returns the step's loss (NaN on a
+        process that trains only some of the step's sliders)."""
+        batched = self.cfg.batched if batched is None else batched
         sel, x0, sig, noise = self.draw()
         self.opt.zero_grad(set_to_none=True)
-        base = self.baseline(x0, sig, noise)
         if batched:
-            loss = self._items(base, sel)
+            loss = self._items(self.baseline(x0, sig, noise), sel)
         else:  # the reference's way: one forward/backward per slider on the shared sample
-            loss = sum(self._items(base, sel[j:j + 1]) for j in range(sel.shape[0])) / sel.shape[0]
+            for p in self.params:  # every row gets a gradient (0 for sliders not in the step), on every process
+                p.grad = torch.zeros_like(p)
+            own = [j for j in range(sel.shape[0]) if self.shard.owns(int(sel[j]))]
+            items = [math.nan] * sel.shape[0]
+            base = self.baseline(x0, sig, noise) if own else None
+            for j in own:
+                items[j] = self._items(base, sel[j:j + 1])
             for p in self.params:
-                if p.grad is not None:
-                    p.grad /= sel.shape[0]
+                p.grad /= sel.shape[0]
+            self.item_losses.append(items)
+            loss = step_loss(items)
         self.opt.step()
         for s in sel.tolist():
             self.result.updates[s] += 1
         self.result.losses.append(loss)
+        self.done += 1
         return loss
 
-    def run(self, on_step: Callable[[int, float], None] | None = None, batched: bool = True) -> TrainResult:
-        for i in range(self.cfg.iterations):
+    def run(self, on_step: Callable[[int, float], None] | None = None, batched: bool | None = None,
+            checkpoint: TrainCheckpoint | None = None) -> TrainResult:
+        """Steps until ``cfg.iterations``; with ``checkpoint``, first resume from its saved state (if any) and
+        save every ``checkpoint.every`` steps and after the last."""
+        if checkpoint is not None and (state := checkpoint.load()) is not None:
+            load_trainer_state(self, state)
+        while self.done < self.cfg.iterations:
             loss = self.step(batched)
             if on_step is not None:
-                on_step(i + 1, loss)
+                on_step(self.done, loss)
+            if checkpoint is not None and (self.done % checkpoint.every == 0 or self.done == self.cfg.iterations):
+                checkpoint.save(trainer_state(self))
         return self.result
+
+    def merge_shards(self) -> None:
+        """After a split run: every process's adapters hold every slider (rows from their owners) and the
+        step losses are complete. Collective: every process must call it."""
+        if self.shard.world_size == 1:
+            return
+        with torch.no_grad():
+            for p in self.params:
+                p.copy_(self.shard.pick_rows(p.detach()))
+        items = torch.tensor(self.item_losses, dtype=torch.float64).reshape(len(self.item_losses), self.k)
+        self.item_losses = self.shard.merge_missing(items).tolist()
+        self.result.losses = [step_loss(row) for row in self.item_losses]
 
     @torch.no_grad()
     def alignment(self, latents: torch.Tensor, scale: float = 1.0, per_slider: int = 8,
@@ -193,19 +240,22 @@ class SliderTrainer:
         """Median cos(Δφ_i, v_i) per slider on ``latents`` (held out), at ``scale``."""
         g = torch.Generator().manual_seed(seed)
         dev = next(iter(self.params)).device
-        out = torch.empty(self.adapters.n_sliders)
+        out = torch.full((self.adapters.n_sliders,), math.nan)
         for i in range(self.adapters.n_sliders):
             idx = torch.randint(latents.shape[0], (per_slider,), generator=g)
             sig = self.sigmas[torch.randint(self.sigmas.shape[0], (per_slider,), generator=g)].to(dev)
             x0 = latents[idx].to(dev)
-            x_t = self.host.noised(x0, sig, torch.randn(x0.shape, generator=g).to(dev))
+            noise = torch.randn(x0.shape, generator=g).to(dev)
+            if not self.shard.owns(i):  # the draws above are replayed so every slider sees the same ones
+                continue
+            x_t = self.host.noised(x0, sig, noise)
             phi0 = embed(self.host, self.host.predict_x0(x_t, sig))
             sel = torch.full((per_slider,), i, dtype=torch.long, device=dev)
             with self.adapters.active(sel, torch.full((per_slider,), float(scale), device=dev)):
                 phi1 = embed(self.host, self.host.predict_x0(x_t, sig))
             cos = F.cosine_similarity(phi1 - phi0, self.directions[i].to(dev)[None], dim=-1)
             out[i] = cos.median()
-        return out
+        return self.shard.pick_rows(out)
 
 
 # ------------------------------------------------------------------------------ the one training entry
@@ -222,7 +272,8 @@ def split_held_out(n: int) -> tuple[slice, slice]:
 def train_bank(host: TrainHost, modules: Mapping[str, nn.Module], basis: Directions, n_sliders: int,
                latents: torch.Tensor, sigmas: torch.Tensor, cfg: TrainConfig, meta: BankMeta,
                on_step: Callable[[int, list[float]], None] | None = None,
-               extra_config: Mapping | None = None) -> tuple[SliderBank, TrainResult]:
+               extra_config: Mapping | None = None, shard: SliderShard | None = None,
+               checkpoint: TrainCheckpoint | None = None) -> tuple[SliderBank, TrainResult]:
     """Train one slider per leading ``basis`` direction on ``modules`` and return them as a bank.
 
     ``latents``: clean latents (model space), one per trajectory, in trajectory order; the held-out rows
@@ -230,7 +281,9 @@ def train_bank(host: TrainHost, modules: Mapping[str, nn.Module], basis: Directi
     re-noises to. ``meta``: what the bank belongs to (family, encoder, prompts); its ``config`` is filled
     with the training configuration, the updates per slider, the loss by tenth and ``extra_config``.
     ``on_step(done, losses_so_far)`` runs after every step (progress, interrupt). The node, ToyWorld and
-    any headless runner all train through here.
+    any headless runner all train through here. ``shard``: this process's part when several processes train
+    the bank together (per-slider mode; every process must call, and every one returns the whole bank);
+    ``checkpoint``: resume from / save the training state there.
     """
     if not 1 <= n_sliders <= basis.n_components:
         raise InputError("n_sliders", f"is {n_sliders} but the basis has {basis.n_components} components.",
@@ -240,11 +293,13 @@ def train_bank(host: TrainHost, modules: Mapping[str, nn.Module], basis: Directi
     adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed).to(dev)
     directions = basis.components[:n_sliders].float().clone()
     train_rows, held_rows = split_held_out(latents.shape[0])
-    trainer = SliderTrainer(host, adapters, directions, latents[train_rows], sigmas.to(dev), cfg)
+    trainer = SliderTrainer(host, adapters, directions, latents[train_rows], sigmas.to(dev), cfg, shard)
     with torch.enable_grad(), adapters.attached(dict(modules)):
-        res = trainer.run(on_step=None if on_step is None else (lambda i, loss: on_step(i, trainer.result.losses)))
+        res = trainer.run(on_step=None if on_step is None else (lambda i, loss: on_step(i, trainer.result.losses)),
+                          checkpoint=checkpoint)
         align = trainer.alignment(latents[held_rows])
         align_neg = trainer.alignment(latents[held_rows], scale=-1.0) if cfg.bidirectional else None
+    trainer.merge_shards()
     sliders = adapters.export_sliders()
     for i, s in enumerate(sliders):
         s.label, s.direction = f"slider {i}", directions[i].cpu()
