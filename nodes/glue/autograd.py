@@ -107,6 +107,8 @@ class _LoopSampler(comfy.samplers.Sampler):
             nets.append(self.encoder.cv.model)
         elif isinstance(getattr(self.encoder, "model", None), nn.Module):
             nets.append(self.encoder.model)
+        elif isinstance(self.encoder, nn.Module):  # an encoder that is itself a module (ToyWorld's)
+            nets.append(self.encoder)
         with trainable_weights(*nets):  # after ComfyUI loaded (and maybe moved) the models
             self.run(ComfyTrainHost(model_wrap, extra_args, self.vae, self.encoder), latent_image.clone())
         return latent_image
