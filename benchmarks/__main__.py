@@ -18,7 +18,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.p5_apply": ("P5",),
     "benchmarks.a3_sae": ("A3", "A3e"),
     "benchmarks.a12_concepts": ("A1", "A2"),
-    "benchmarks.f_toyworld": ("F1", "F2", "F3", "F4", "FA"),
+    "benchmarks.f_toyworld": ("F0", "F1", "F2", "F3", "F4", "FA"),
     "benchmarks.e_elrond": ("E1", "E2"),
     "benchmarks.d_dist": ("D1", "D2"),
 }

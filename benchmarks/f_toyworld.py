@@ -1,7 +1,7 @@
 """F1–F4 and FA: does SliderSpace find the factors of a world whose truth is known? (ToyWorld)
 
 One discovery per setting is cached within the process and shared by the rows:
-- main: "a circle" at the default guidance → F1 (coverage), F2 (purity), held-out alignment (in F2's note);
+- main: "a circle" at the default guidance → F0 (alignment / its oracle ceiling), F1 (coverage), F2 (purity);
 - a second PCA with other trajectory seeds → F3 (stability of the top-3 basis vectors);
 - collapsed: every prompt at high guidance → F4 (random sparse k = 3 vs plain seeds);
 - pixels: the same pipeline with PCA and loss on raw pixels → FA (ablation, F2 pixel vs embedding).
@@ -56,6 +56,21 @@ def _pc_factors(disc, top: int = 6) -> str:
     r = component_factors(disc, top)
     best = r.abs().argmax(1)
     return ", ".join(f"{i}:{FACTORS[int(b)]}({float(r[i, b]):+.2f})" for i, b in enumerate(best))
+
+
+def f0(quick: bool) -> Result:
+    from toyworld.ceiling import alignment_ceiling
+
+    d = _discovery(quick=quick)
+    n = int(d.alignment.shape[0])
+    ceiling = alignment_ceiling(d, n)
+    ratio = d.alignment.float() / ceiling
+    med = float(ratio.median())
+    note = (f"per slider: held-out cos(Δφ_i, v_i) {[round(v, 2) for v in d.alignment.tolist()]} / median oracle "
+            f"ceiling of component i (5 factor tangents + 7 image edits, toyworld/ceiling.py) "
+            f"{[round(v, 2) for v in ceiling.tolist()]} = {[round(v, 2) for v in ratio.tolist()]}")
+    return Result("F0", "ToyWorld: median per-slider held-out alignment / its oracle ceiling", med, ">= 0.8",
+                  check(med, ">= 0.8"), note)
 
 
 def f1(quick: bool) -> Result:
@@ -169,7 +184,7 @@ def fa(quick: bool) -> Result:
 
 def run(quick: bool) -> list[Result]:
     rows = []
-    for fn in (f1, f2, f3, f4, fa):
+    for fn in (f0, f1, f2, f3, f4, fa):
         t0 = time.perf_counter()
         row = fn(quick)
         row.note += f" [{time.perf_counter() - t0:.0f}s]"
