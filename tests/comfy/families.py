@@ -3,8 +3,8 @@
 One builder for the tests (and the P6 benchmark): ``build_family("SD15" | "SDXL" | "Flux" | "SD3")`` gives
 the family's denoiser (``comfy.supported_models.<family>(tiny unet_config)``), its real ComfyUI text
 encoder with tiny depth (SDXL: CLIP-L ‖ CLIP-G → cond [1, 77, 2048] + pooled 1280, size conditioning by
-the model class; FLUX: CLIP-L pooled 768 + a tiny T5 context + the guidance embedding; SD3: CLIP-L ‖ CLIP-G
-padded to 4096 + pooled 2048, as ComfyUI runs SD3 without T5) and a TAESD-style VAE with the family's
+the model class; FLUX: a narrow CLIP-L's pooled vector + a tiny T5 context + the guidance embedding; SD3:
+CLIP-L ‖ CLIP-G padded to 4096 + pooled 2048, as ComfyUI runs SD3 without T5) and a TAESD-style VAE with the family's
 latent channels and scale/shift (4 for SD1.5/SDXL, 16 for FLUX/SD3), as ComfyUI's ``load_taesd`` sets
 them. Every parameter AND buffer is filled (ComfyUI ops skip weight init).
 """
@@ -26,7 +26,7 @@ SDXL_TINY_UNET = {  # SDXL's context/adm sizes and linear projections; tiny chan
     "use_temporal_resblock": False,
 }
 FLUX_TINY = {  # FLUX-dev layout (mlp_ratio 4, guidance embed, qkv bias), hidden 64, one block of each kind
-    "image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
+    "image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 32,
     "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 1,
     "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True,
 }
@@ -46,7 +46,8 @@ THREE_THIN = {"num_hidden_layers": 3, "intermediate_size": 64}  # the penultimat
 TEXT_OPTIONS = {  # ComfyUI's own text encoders at full width, shallow (T5 also narrow: FLUX's tiny context is 64)
     "SD15": {"clip_l_model_config": ONE_LAYER},
     "SDXL": {"clip_l_model_config": THREE_THIN, "clip_g_model_config": THREE_THIN},
-    "Flux": {"clip_l_model_config": ONE_LAYER,
+    "Flux": {"clip_l_model_config": {"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64,
+                                     "num_attention_heads": 2},  # pooled = CLIP-L's width: FLUX's tiny vec_in_dim
              "t5xxl_model_config": {"d_model": 64, "d_ff": 128, "d_kv": 32, "num_heads": 2, "num_layers": 1}},
     "SD3": {"clip_l_model_config": THREE_THIN, "clip_g_model_config": THREE_THIN},
 }
