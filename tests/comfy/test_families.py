@@ -247,3 +247,70 @@ def test_export_loads_with_no_key_lost_and_equals_apply(comfy, chain, folders):
         applied = sample(c, apply(comfy, c.fam.model, c.bank, scales, start=0.0))[0]
         torch.testing.assert_close(as_lora, applied, rtol=1e-4, atol=1e-4, msg=lambda s, f=fmt: f"{c.name} {f}: {s}")
         assert not torch.allclose(as_lora, sample(c, c.fam.model)[0])
+
+
+# ------------------------------------------------------------------------- distilled few-step settings
+
+FEW_STEPS = 4
+ON_STEPS = {  # README "what start_percent means at 4 steps": steps (0 = noisiest) with sliders on
+    # family group: scheduler → {start_percent: on steps}
+    "eps": {"normal": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+            "simple": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+            "sgm_uniform": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+            "karras": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+            "beta": {0.0: [0, 1, 2, 3], 0.25: [2, 3], 0.5: [3]}},
+    "Flux": {"normal": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+             "simple": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+             "sgm_uniform": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+             "karras": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [1, 2, 3]},
+             "beta": {0.0: [0, 1, 2, 3], 0.25: [2, 3], 0.5: [2, 3]}},
+    "SD3": {"normal": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+            "simple": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
+            "sgm_uniform": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [3]},  # step 2 lands 0.13 % noisier than 0.5
+            "karras": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [1, 2, 3]},
+            "beta": {0.0: [0, 1, 2, 3], 0.25: [2, 3], 0.5: [2, 3]}},
+}
+DISTILLED_SCHEDULER = {"SD15": "sgm_uniform", "SDXL": "sgm_uniform", "Flux": "simple", "SD3": "simple"}
+
+
+def test_start_percent_at_4_steps_is_the_documented_table(chain):
+    import comfy.samplers
+
+    window = pack_module("sliderspace_core.common.schedule").SigmaWindow
+    ms = chain.fam.model.get_model_object("model_sampling")
+    table = ON_STEPS.get(chain.name, ON_STEPS["eps"])
+    for scheduler, rows in table.items():
+        sigmas = comfy.samplers.calculate_sigmas(ms, scheduler, FEW_STEPS)
+        for start, want in rows.items():
+            w = window.from_percents(ms.percent_to_sigma, start, 1.0)
+            assert [i for i in range(FEW_STEPS) if w.contains(float(sigmas[i]))] == want, (chain.name, scheduler, start)
+
+
+def test_distilled_cfg1_4_steps_discover_train_and_gate(comfy, chain):
+    """cfg 1, 4 steps (SDXL-DMD2 / Lightning, FLUX-schnell/dev settings); FLUX's guidance embedding from the
+    stock FluxGuidance idiom reaches the model. Apply at start_percent 0.25 / 0.5 is bitwise vanilla exactly
+    at the steps the table says are off."""
+    c, C = chain, comfy["classes"]
+    sch = DISTILLED_SCHEDULER[c.name]
+    with torch.inference_mode():
+        traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
+            c.fam.model, c.fam.clip, "a dog", "", 2, 1, FEW_STEPS, 1.0, "euler", sch, SIZE, SIZE, 2, "every step", 1,
+            "float32"))
+    assert len(traj) == 2 * FEW_STEPS and torch.isfinite(traj.x0).all()
+    pos = c.fam.encode("a dog", guidance=1.0) if c.name == "Flux" else c.pos
+    if c.name == "Flux":  # the guidance embedding is read: another guidance gives another x̂0
+        assert not torch.equal(sample(c, c.fam.model, FEW_STEPS, 1.0, scheduler=sch, pos=pos)[0],
+                               sample(c, c.fam.model, FEW_STEPS, 1.0, scheduler=sch)[0])
+    dm = c.fam.model.model.diffusion_model
+    before = snapshot(dm)
+    with torch.inference_mode():
+        bank, _ = _out(C["SliderSpaceTrainSliders"].execute(
+            c.fam.model, c.fam.vae, pos, c.basis, traj, 2, 2, 5e-2, 1, "auto", "", 2, 1, False, False,
+            clip_vision=c.cv))
+    assert all(torch.equal(before[k], v) for k, v in snapshot(dm).items())
+    assert all(any(float(s.up[m].abs().sum()) > 0 for s in bank.sliders) for m in bank.modules)
+    table = ON_STEPS.get(c.name, ON_STEPS["eps"])[sch]
+    _, van = sample(c, c.fam.model, FEW_STEPS, 1.0, scheduler=sch, pos=pos)
+    for start in (0.25, 0.5):
+        _, ours = sample(c, apply(comfy, c.fam.model, bank, start=start), FEW_STEPS, 1.0, scheduler=sch, pos=pos)
+        assert [i for i in range(FEW_STEPS) if not torch.equal(van[i], ours[i])] == table[start], (c.name, start)
