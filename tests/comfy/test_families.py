@@ -314,3 +314,54 @@ def test_distilled_cfg1_4_steps_discover_train_and_gate(comfy, chain):
     for start in (0.25, 0.5):
         _, ours = sample(c, apply(comfy, c.fam.model, bank, start=start), FEW_STEPS, 1.0, scheduler=sch, pos=pos)
         assert [i for i in range(FEW_STEPS) if not torch.equal(van[i], ours[i])] == table[start], (c.name, start)
+
+
+# --------------------------------------------------------------------------------------------- memory
+
+def _train(comfy, c, model, checkpointing: bool, iterations: int = 2):
+    with torch.inference_mode():
+        return _out(comfy["classes"]["SliderSpaceTrainSliders"].execute(
+            model, c.fam.vae, c.pos, c.basis, c.traj, 2, iterations, 5e-2, 1, "auto", "", 2, 4, False, checkpointing,
+            clip_vision=c.cv))[0]
+
+
+def test_gradient_checkpointing_recomputes_blocks_and_gives_the_same_sliders(comfy, chain):
+    """Checkpointing the denoiser's blocks (and decode+embed) changes memory, not the result."""
+    c = chain
+    dm = c.fam.model.model.diffusion_model
+    inner = dm.get_submodule(c.bank.modules[0])  # a target linear inside a checkpointed block
+    runs = {}
+    for on in (False, True):
+        calls = {"n": 0}
+
+        def count(*_, calls=calls) -> None:
+            calls["n"] += 1
+
+        h = inner.register_forward_hook(count)
+        try:
+            runs[on] = (_train(comfy, c, c.fam.model, on), calls["n"])
+        finally:
+            h.remove()
+    (plain, n_plain), (ckpt, n_ckpt) = runs[False], runs[True]
+    assert n_ckpt > n_plain, (c.name, n_plain, n_ckpt)  # the block really ran again in backward
+    for a, b in zip(plain.sliders, ckpt.sliders, strict=True):
+        for m in plain.modules:
+            torch.testing.assert_close(a.up[m], b.up[m], rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(a.down[m], b.down[m], rtol=1e-4, atol=1e-6)
+    assert all("forward" not in vars(m) for m in dm.modules())
+
+
+def test_training_on_fp8_base_weights_works_and_leaves_them_untouched(comfy, chain):
+    """fp8-stored weights (ComfyUI casts them per layer in ``comfy.ops``): sliders train in fp32 activation
+    space; the fp8 bytes are bitwise unchanged and stay fp8."""
+    c = chain
+    m8 = build_model(c.name, seed=len(c.name), dtype=torch.float8_e4m3fn)
+    dm = m8.model.diffusion_model
+    fp8 = {k: v.clone() for k, v in dm.state_dict().items() if v.dtype == torch.float8_e4m3fn}
+    assert len(fp8) > 10
+    bank = _train(comfy, c, m8, checkpointing=True)
+    after = dm.state_dict()
+    assert all(after[k].dtype == torch.float8_e4m3fn and torch.equal(v.view(torch.uint8), after[k].view(torch.uint8))
+               for k, v in fp8.items())
+    assert all(any(float(s.up[m].abs().sum()) > 0 for s in bank.sliders) for m in bank.modules)
+    assert all(torch.isfinite(s.up[m]).all() for s in bank.sliders for m in bank.modules)
