@@ -84,7 +84,9 @@ CHECKPOINTED = ("input_blocks", "middle_block", "output_blocks", "double_blocks"
 @contextlib.contextmanager
 def checkpointed_blocks(diffusion_model: nn.Module, on: bool = True) -> Iterator[None]:
     """Recompute each top-level block's activations in backward instead of keeping them (non-reentrant
-    ``torch.utils.checkpoint``): memory of one block instead of the whole net, for one more forward."""
+    ``torch.utils.checkpoint``): memory of one block instead of the whole net, for one more forward.
+    UNet blocks are wrapped layer by layer (ResBlock, SpatialTransformer, ...), since ComfyUI's UNet calls them
+    one by one; a test counts the recomputation on every family."""
     from torch.utils.checkpoint import checkpoint
 
     wrapped: list[nn.Module] = []
@@ -106,11 +108,13 @@ def checkpointed_blocks(diffusion_model: nn.Module, on: bool = True) -> Iterator
     try:
         for name in CHECKPOINTED if on else ():
             holder = getattr(diffusion_model, name, None)
-            if isinstance(holder, nn.ModuleList):
-                for block in holder:
+            blocks = holder if isinstance(holder, nn.ModuleList) else [holder] if isinstance(holder, nn.Module) else []
+            for block in blocks:
+                if isinstance(block, nn.Sequential):  # a UNet's TimestepEmbedSequential never calls its own
+                    for layer in block:               # forward (forward_timestep_embed calls the layers): wrap those
+                        wrap(layer)
+                else:
                     wrap(block)
-            elif isinstance(holder, nn.Module):
-                wrap(holder)
         yield
     finally:
         for block in wrapped:
