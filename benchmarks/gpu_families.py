@@ -101,9 +101,7 @@ def full_family(family: str, weights: str, device: torch.device):
     import comfy.sd
     import comfy.supported_models
 
-    from tests.comfy.families import build_vae
-    from tests.comfy.tiny_models import build_clip_vision_vitb16, fill_
-
+    families, tiny_models = _builders()
     name, unet = ("SDXL", SDXL_FULL) if family == "sdxl" else ("Flux", FLUX_DEV_FULL)
     cfg = getattr(comfy.supported_models, name)(dict(unet))
     compute = torch.float16 if family == "sdxl" else torch.bfloat16
@@ -112,16 +110,23 @@ def full_family(family: str, weights: str, device: torch.device):
     fill_random_(base.diffusion_model)
     model = comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=torch.device("cpu"))
     clip = comfy.sd.CLIP(cfg.clip_target({}), model_options=dict(TEXT_FULL_WIDTH[family], dtype=torch.float32))
-    fill_(clip.cond_stage_model, 1)
-    return model, clip, build_vae(name), build_clip_vision_vitb16()
+    tiny_models.fill_(clip.cond_stage_model, 1)
+    return model, clip, families.build_vae(name), tiny_models.build_clip_vision_vitb16()
 
 
 def tiny_family(family: str):
-    from tests.comfy.families import build_family
-    from tests.comfy.tiny_models import build_clip_vision
+    families, tiny_models = _builders()
+    f = families.build_family("SDXL" if family == "sdxl" else "Flux")
+    return f.model, f.clip, f.vae, tiny_models.build_clip_vision()
 
-    f = build_family("SDXL" if family == "sdxl" else "Flux")
-    return f.model, f.clip, f.vae, build_clip_vision()
+
+def _builders():
+    """tests/comfy's builders, whether this file runs as a script or is imported inside the pack (tests)."""
+    if __package__ and "." in __package__:
+        from ..tests.comfy import families, tiny_models
+    else:
+        from tests.comfy import families, tiny_models
+    return families, tiny_models
 
 
 def _out(node_output):
@@ -133,6 +138,7 @@ def run(family: str, dry_run: bool, **kw) -> dict:
     if dry_run:
         settings.update(trajectories=2, steps=2, size=32, sliders=2, iterations=2, batch=2)
     cuda = torch.cuda.is_available() and not dry_run
+    _builders()  # before ComfyUI's folder joins sys.path (it has a tests/ of its own)
     C = boot(cpu=not cuda)
     device = torch.device("cuda" if cuda else "cpu")
     t0 = time.perf_counter()

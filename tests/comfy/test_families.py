@@ -391,3 +391,12 @@ def test_training_on_fp8_base_weights_works_and_leaves_them_untouched(comfy, cha
                for k, v in fp8.items())
     assert all(any(float(s.up[m].abs().sum()) > 0 for s in bank.sliders) for m in bank.modules)
     assert all(torch.isfinite(s.up[m]).all() for s in bank.sliders for m in bank.modules)
+
+
+def test_gpu_benchmark_script_runs_its_dry_run(comfy):
+    """benchmarks/gpu_families.py on tiny shapes, CPU: the same node chain the GPU run times (no GPU here)."""
+    from ...benchmarks import gpu_families
+
+    report = gpu_families.run("flux", dry_run=True)
+    assert report["dry_run"] and report["device"] == "cpu" and report["settings"]["weights"] == "fp8"
+    assert set(report["phases"]) == {"trajectories", "embed", "pca", "train"}
