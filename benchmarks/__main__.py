@@ -15,6 +15,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.p2_embed": ("P2",),
     "benchmarks.p4_pca": ("P4", "P4b"),
     "benchmarks.p3_training": ("P3", "P6"),
+    "benchmarks.p6_families": ("P6-SDXL", "P6-Flux", "P6-SD3"),
     "benchmarks.p5_apply": ("P5",),
     "benchmarks.a3_sae": ("A3", "A3e"),
     "benchmarks.a12_concepts": ("A1", "A2"),
@@ -31,13 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (smoke run, not for goals)")
     args = ap.parse_args(argv)
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
+
+    def wanted(row_id: str) -> bool:  # "P6" also selects the per-family rows "P6-SDXL", ...
+        return not only or row_id.upper() in only or row_id.upper().split("-")[0] in only
+
     rows: list[Result] = []
     for mod_name, ids in MODULES.items():
-        if only and not only.intersection(ids):
+        if not any(wanted(i) for i in ids):
             continue
         mod = importlib.import_module(mod_name)
         for row in mod.run(quick=args.quick):
-            if only and row.id.upper() not in only:
+            if not wanted(row.id):
                 continue
             rows.append(row)
             if args.json:

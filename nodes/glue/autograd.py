@@ -61,6 +61,66 @@ def trainable_weights(*modules: nn.Module) -> Iterator[None]:
             store[name] = t
 
 
+@contextlib.contextmanager
+def cloned_norm_inputs(diffusion_model: nn.Module) -> Iterator[None]:
+    """FLUX only: give every LayerNorm a cloned input, so the in-place adds of ``comfy/ldm/flux/layers.py``
+    (``img +=``, ``x +=``) cannot overwrite what a LayerNorm saved for backward."""
+    handles = []
+    if type(diffusion_model).__module__.startswith("comfy.ldm.flux"):
+        for m in diffusion_model.modules():
+            if isinstance(m, nn.LayerNorm):
+                handles.append(m.register_forward_pre_hook(lambda _m, args: (args[0].clone(), *args[1:])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+CHECKPOINTED = ("input_blocks", "middle_block", "output_blocks", "double_blocks", "single_blocks", "joint_blocks")
+"""Top-level block containers of UNets, FLUX and SD3 whose blocks are recomputed in backward when checkpointing."""
+
+
+@contextlib.contextmanager
+def checkpointed_blocks(diffusion_model: nn.Module, on: bool = True) -> Iterator[None]:
+    """Recompute each top-level block's activations in backward instead of keeping them (non-reentrant
+    ``torch.utils.checkpoint``): memory of one block instead of the whole net, for one more forward.
+    UNet blocks are wrapped layer by layer (ResBlock, SpatialTransformer, ...), since ComfyUI's UNet calls them
+    one by one; a test counts the recomputation on every family."""
+    from torch.utils.checkpoint import checkpoint
+
+    wrapped: list[nn.Module] = []
+
+    def wrap(block: nn.Module) -> None:
+        inner = block.forward
+
+        def fresh(*args, **kwargs):  # FLUX blocks add into their inputs in place: give them copies
+            args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+            kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+            return inner(*args, **kwargs)
+
+        def forward(*args, **kwargs):
+            return checkpoint(fresh, *args, use_reentrant=False, **kwargs)
+
+        block.forward = forward
+        wrapped.append(block)
+
+    try:
+        for name in CHECKPOINTED if on else ():
+            holder = getattr(diffusion_model, name, None)
+            blocks = holder if isinstance(holder, nn.ModuleList) else [holder] if isinstance(holder, nn.Module) else []
+            for block in blocks:
+                if isinstance(block, nn.Sequential):  # a UNet's TimestepEmbedSequential never calls its own
+                    for layer in block:               # forward (forward_timestep_embed calls the layers): wrap those
+                        wrap(layer)
+                else:
+                    wrap(block)
+        yield
+    finally:
+        for block in wrapped:
+            del block.forward  # the instance attribute: the class's forward shows through again
+
+
 def clone_conditioning(cond: list) -> list:
     """Normal (non-inference) copies of CONDITIONING tensors, so autograd may save them."""
     out = []

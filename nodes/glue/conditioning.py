@@ -18,9 +18,8 @@ paper's cap) are 0.5 GB, SD1.5's 92 MB — far below the model itself, so no sha
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import comfy.model_management as mm
 import comfy.samplers
@@ -29,11 +28,10 @@ from comfy.sd1_clip import SD1ClipModel
 from comfy.sdxl_clip import SDXLClipModel
 from comfy.text_encoders.flux import FluxClipModel
 from comfy_extras.nodes_custom_sampler import Guider_Basic
-from torch import nn
 
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.elrond.gradients import GradientConfig, GradientSet, collect_gradients
-from .autograd import clone_conditioning, frozen, trainable_weights
+from .autograd import checkpointed_blocks, clone_conditioning, cloned_norm_inputs, frozen, trainable_weights
 
 log = logging.getLogger("sliderspace.elrond")
 
@@ -94,61 +92,6 @@ def first_usable_sigma(model, steps: int, scheduler: str, step: int = 0) -> tupl
     while i < steps - 1 and float(ms.noise_scaling(sigmas[i:i + 1], torch.zeros(1, 1), torch.ones(1, 1)).abs()) < 1e-6:
         i += 1
     return i, float(sigmas[i])
-
-
-@contextlib.contextmanager
-def cloned_norm_inputs(diffusion_model: nn.Module) -> Iterator[None]:
-    """FLUX only: give every LayerNorm a cloned input, so later in-place adds cannot break backward."""
-    handles = []
-    if type(diffusion_model).__module__.startswith("comfy.ldm.flux"):
-        for m in diffusion_model.modules():
-            if isinstance(m, nn.LayerNorm):
-                handles.append(m.register_forward_pre_hook(lambda _m, args: (args[0].clone(), *args[1:])))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-CHECKPOINTED = ("input_blocks", "middle_block", "output_blocks", "double_blocks", "single_blocks")
-"""Top-level block containers of UNets and FLUX whose blocks are recomputed in backward when checkpointing."""
-
-
-@contextlib.contextmanager
-def checkpointed_blocks(diffusion_model: nn.Module, on: bool = True) -> Iterator[None]:
-    """Recompute each top-level block's activations in backward instead of keeping them (non-reentrant
-    ``torch.utils.checkpoint``): memory of one block instead of the whole net, for one more forward."""
-    from torch.utils.checkpoint import checkpoint
-
-    wrapped: list[nn.Module] = []
-
-    def wrap(block: nn.Module) -> None:
-        inner = block.forward
-
-        def fresh(*args, **kwargs):  # FLUX blocks add into their inputs in place: give them copies
-            args = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-            kwargs = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-            return inner(*args, **kwargs)
-
-        def forward(*args, **kwargs):
-            return checkpoint(fresh, *args, use_reentrant=False, **kwargs)
-
-        block.forward = forward
-        wrapped.append(block)
-
-    try:
-        for name in CHECKPOINTED if on else ():
-            holder = getattr(diffusion_model, name, None)
-            if isinstance(holder, nn.ModuleList):
-                for block in holder:
-                    wrap(block)
-            elif isinstance(holder, nn.Module):
-                wrap(holder)
-        yield
-    finally:
-        for block in wrapped:
-            del block.forward  # the instance attribute: the class's forward shows through again
 
 
 class GuiderHost:

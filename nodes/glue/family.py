@@ -97,24 +97,68 @@ def diffusers_names(family: str, architecture: dict) -> DiffusersNames | None:
     return None
 
 
+AUTO = "auto"
+FLUX_ATTENTION = "FLUX attention: double qkv/proj + single linear1/linear2"
+SD3_ATTENTION = "SD3 joint-block attention: qkv/proj"
 TARGET_PRESETS: dict[str, str] = {
+    AUTO: "",  # resolved per family by AUTO_PRESETS
     "cross-attention k/v": r"(^|\.)attn2\.to_(k|v)$",
-    "all attention projections": r"(^|\.)(attn\d?\.(to_(q|k|v)|to_out\.0)|(img|txt)_attn\.(qkv|proj)"
+    "all attention projections": r"(^|\.)(attn\d?\.(to_(q|k|v)|to_out\.0|qkv|proj)|(img|txt)_attn\.(qkv|proj)"
                                  r"|(linear1|linear2))$",
+    FLUX_ATTENTION: r"(^|\.)(double_blocks\.\d+\.(img|txt)_attn\.(qkv|proj)|single_blocks\.\d+\.linear(1|2))$",
+    SD3_ATTENTION: r"(^|\.)joint_blocks\.\d+\.(x_block|context_block)\.attn2?\.(qkv|proj)$",
     "pattern": "",
 }
+"""Slider targets by ComfyUI module name. FLUX's fused weights carry ONE rank-r slider each (q/k/v of a double
+block share ``qkv``; a single block's ``linear1`` holds q, k, v and the MLP input, ``linear2`` the attention
+output and MLP output): a rank-1 slider there equals rank-1 sliders on diffusers' ``to_q``/``to_k``/``to_v``
+(/``proj_mlp``) with one shared input direction, which is how it is exported (README: the fused-qkv decision)."""
+
+AUTO_PRESETS: dict[str, str] = {
+    "sd1": "cross-attention k/v", "sd2": "cross-attention k/v", "sdxl": "cross-attention k/v",
+    "sdxl_refiner": "cross-attention k/v", "flux": FLUX_ATTENTION, "sd3": SD3_ATTENTION,
+}
+"""What ``auto`` means per family group: the reference's choices (SDXL: cross-attention k/v; FLUX: every
+attention projection of double and single blocks) and SD3's joint-block attention."""
 
 
-def target_modules(diffusion_model: nn.Module, preset: str, pattern: str = "") -> dict[str, nn.Linear]:
-    """Linear modules of the denoiser selected by a preset or a user regex (ComfyUI names)."""
+def resolve_preset(preset: str, family: str) -> str:
+    """The preset ``auto`` stands for on ``family`` (other presets are returned unchanged). A family without
+    an entry gets the first of cross-attention k/v and all attention projections that its model has
+    (:func:`target_modules` checks the match)."""
+    if preset != AUTO:
+        return preset
+    return AUTO_PRESETS.get(family_group(family), "")
+
+
+def target_modules(diffusion_model: nn.Module, preset: str, pattern: str = "",
+                   family: str = "") -> dict[str, nn.Linear]:
+    """Linear modules of the denoiser selected by a preset or a user regex (ComfyUI names).
+
+    ``preset`` ``auto`` resolves by ``family`` (a ComfyUI model-config name, :func:`model_family`).
+    """
+    if preset not in TARGET_PRESETS:
+        raise InputError("targets", f"{preset!r} is not a target preset.", f"choose one of {list(TARGET_PRESETS)}.")
+    if preset == AUTO and not resolve_preset(preset, family):
+        for fallback in ("cross-attention k/v", "all attention projections"):
+            if _linear_matches(diffusion_model, TARGET_PRESETS[fallback]):
+                preset = fallback
+                break
+    preset = resolve_preset(preset, family)
     regex = pattern.strip() if preset == "pattern" else TARGET_PRESETS.get(preset, "")
     try:
-        rx = re.compile(regex)
+        re.compile(regex)
     except re.error as e:
         raise InputError("target_pattern", f"is not a valid regular expression ({e}).",
                          r"write a Python regex such as attn2\.to_(k|v)$.") from None
-    found = {n: m for n, m in diffusion_model.named_modules() if isinstance(m, nn.Linear) and rx.search(n)}
-    if not regex or not found:
-        raise InputError("targets", f"no linear module of this model matches {regex!r}.",
-                         "choose 'all attention projections' (e.g. for FLUX) or write a matching pattern.")
+    found = _linear_matches(diffusion_model, regex) if regex else {}
+    if not found:
+        raise InputError("targets", f"no linear module of this {family or 'model'} matches {regex!r}.",
+                         f"choose '{AUTO}' (the family's preset), 'all attention projections', or write a "
+                         "matching pattern.")
     return found
+
+
+def _linear_matches(diffusion_model: nn.Module, regex: str) -> dict[str, nn.Linear]:
+    rx = re.compile(regex)
+    return {n: m for n, m in diffusion_model.named_modules() if isinstance(m, nn.Linear) and rx.search(n)}

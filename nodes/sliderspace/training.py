@@ -10,9 +10,9 @@ from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.sliderspace.bank import BankMeta
 from ...sliderspace_core.sliderspace.training import TrainConfig, train_bank
 from .. import sockets as S
-from ..glue.autograd import frozen, run_in_comfy, schedule_sigmas
+from ..glue.autograd import checkpointed_blocks, cloned_norm_inputs, frozen, run_in_comfy, schedule_sigmas
 from ..glue.encoders import pick_encoder
-from ..glue.family import TARGET_PRESETS, latent_facts, model_facts, target_modules
+from ..glue.family import AUTO, TARGET_PRESETS, latent_facts, model_facts, model_family, resolve_preset, target_modules
 from ..glue.ui import Progress, node_errors
 
 LIVE_UPDATES = 25
@@ -42,15 +42,18 @@ class TrainSliders(io.ComfyNode):
                              tooltip="Optimizer steps (reference: 3000 for 16 sliders)."),
                 io.Float.Input("learning_rate", default=2e-3, min=1e-6, max=1.0, step=1e-4, round=1e-6),
                 io.Int.Input("rank", default=1, min=1, max=64),
-                io.Combo.Input("targets", options=list(TARGET_PRESETS), default="cross-attention k/v",
-                               tooltip="Which linear layers carry the sliders (FLUX: all attention projections)."),
+                io.Combo.Input("targets", options=list(TARGET_PRESETS), default=AUTO,
+                               tooltip="Which linear layers carry the sliders. auto: the family's preset "
+                                       "(SD1.5/SDXL cross-attention k/v as the reference; FLUX every attention "
+                                       "projection of double and single blocks; SD3 joint-block attention)."),
                 io.String.Input("target_pattern", default="", tooltip="Regex over module names, for 'pattern'."),
                 io.Int.Input("sliders_per_step", default=3, min=1, max=64,
                              tooltip="Sliders trained per step, in one batched pass on one shared sample."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF),
                 io.Boolean.Input("bidirectional", default=False, tooltip="Also train scale −1 towards −v."),
                 io.Boolean.Input("gradient_checkpointing", default=False,
-                                 tooltip="Recompute decode+embed in backward: less memory, slower."),
+                                 tooltip="Recompute the denoiser's blocks and decode+embed in backward: less "
+                                         "memory, about one more forward per step."),
             ],
             outputs=[S.Bank.Output(display_name="bank"), io.Image.Output(display_name="loss_curve")],
         )
@@ -84,7 +87,8 @@ class TrainSliders(io.ComfyNode):
     @staticmethod
     def _train(model, vae, enc, positive, basis, traj, n_sliders, cfg, targets, pattern):
         diffusion = model.model.diffusion_model
-        modules = target_modules(diffusion, targets, pattern)
+        family = model_family(model)
+        modules = target_modules(diffusion, targets, pattern, family)
         progress = Progress(cfg.iterations, "slider training steps")
         every = max(1, cfg.iterations // LIVE_UPDATES)
 
@@ -99,10 +103,13 @@ class TrainSliders(io.ComfyNode):
             latents_vae = traj.x0[:, -1].float().clone()  # final x̂0 of every trajectory
             sigmas = schedule_sigmas(model)
 
+            recorded = {"targets": targets, "target_preset": resolve_preset(targets, family), "target_pattern": pattern}
+
             def run(host, latents_model):
-                with frozen(diffusion):
+                with frozen(diffusion), cloned_norm_inputs(diffusion), \
+                        checkpointed_blocks(diffusion, cfg.checkpointing):
                     out["bank"] = train_bank(host, modules, basis, n_sliders, latents_model.detach().clone(), sigmas,
-                                             cfg, meta, live, {"targets": targets, "target_pattern": pattern})
+                                             cfg, meta, live, recorded)
 
             run_in_comfy(model, positive, latents_vae, vae, enc, run)
         bank, res = out["bank"]

@@ -3,6 +3,10 @@
 Gating is by sigma, not step index, so it holds for every sampler and scheduler: a slider is active
 for a model evaluation at ``sigma`` iff ``sigma_end <= sigma <= sigma_start``, where
 ``sigma_start = percent_to_sigma(start_percent)`` (ComfyUI's convention: percent 0 = the noisiest end).
+The bounds carry a relative tolerance of :data:`REL_TOL`: schedulers such as ``simple`` and ``sgm_uniform``
+place step k of n exactly at ``percent_to_sigma(k / n)``, computed along another float path, so without it a
+step sitting ON the boundary (start_percent 0.5 at 4 steps) would be in or out by rounding, differently per
+model family (README: what start_percent means at 4 steps).
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import InputError
+
+REL_TOL = 1e-3
+"""Relative tolerance of the window's bounds: float32 schedules, and ``sgm_uniform`` on flow models lands within
+~6e-4 of ``percent_to_sigma(k / n)``."""
 
 
 def check_window(start_percent: float, end_percent: float) -> None:
@@ -39,7 +47,8 @@ class SigmaWindow:
         return cls(float(percent_to_sigma(start_percent)), float(percent_to_sigma(end_percent)))
 
     def contains(self, sigma: float) -> bool:
-        return self.sigma_end <= sigma <= self.sigma_start
+        """``sigma_end <= sigma <= sigma_start``, a sigma within :data:`REL_TOL` of a bound counting as on it."""
+        return self.sigma_end * (1.0 - REL_TOL) <= sigma <= self.sigma_start * (1.0 + REL_TOL)
 
     @property
     def empty(self) -> bool:

@@ -42,6 +42,7 @@ FAMILY_GROUPS: dict[str, str] = {
     "SDXL": "sdxl", "SDXL_instructpix2pix": "sdxl", "SSD1B": "sdxl", "Segmind_Vega": "sdxl",
     "KOALA_700M": "sdxl", "KOALA_1B": "sdxl", "SDXLRefiner": "sdxl_refiner",
     "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
+    "SD3": "sd3",
 }
 """ComfyUI model-config class name → weight-compatible group (a bank fits every family of its group)."""
 

@@ -148,9 +148,10 @@ class SliderTrainer:
         noise = torch.randn(x0.shape, generator=self.gen)
         return sel, x0, sig, noise
 
-    def _forward(self, x_t, sig, sel, scale) -> torch.Tensor:
-        with self.adapters.active(sel, scale):
-            x0_hat = self.host.predict_x0(x_t, sig)
+    def _forward(self, x_t, sig) -> torch.Tensor:
+        """φ of x̂0 with the sliders made active by the caller (kept active through backward, so a host that
+        recomputes its blocks in backward — gradient checkpointing — sees the same sliders again)."""
+        x0_hat = self.host.predict_x0(x_t, sig)
         if self.cfg.checkpointing:
             return checkpoint(lambda z: embed(self.host, z), x0_hat, use_reentrant=False)
         return embed(self.host, x0_hat)
@@ -173,9 +174,10 @@ class SliderTrainer:
         if self.cfg.bidirectional:
             sel, scale, targets = torch.cat([sel, sel]), torch.cat([scale, -scale]), torch.cat([targets, -targets])
         reps = sel.shape[0]
-        phi1 = self._forward(x_t.repeat(reps, *[1] * (x_t.ndim - 1)), sig.repeat(reps), sel.to(dev), scale)
-        loss, _ = slider_loss(phi1, phi0.expand(reps, -1), targets)
-        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        with self.adapters.active(sel.to(dev), scale):
+            phi1 = self._forward(x_t.repeat(reps, *[1] * (x_t.ndim - 1)), sig.repeat(reps))
+            loss, _ = slider_loss(phi1, phi0.expand(reps, -1), targets)
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         for p, g in zip(self.params, grads, strict=True):
             if g is not None:
                 p.grad = g if p.grad is None else p.grad + g

@@ -1,7 +1,7 @@
 """Exported slider LoRAs load in real ComfyUI (SD1.5, SDXL, FLUX shapes) and in diffusers, losing no key.
 
-Tiny random diffusion models are built from ComfyUI's own model configs; the bank's merged ΔW must come
-out of ComfyUI's LoRA patcher unchanged: patched W = W + Σ s_i ΔW_i.
+Tiny random diffusion models are built from ComfyUI's own model configs (tests/comfy/families.py); the bank's
+merged ΔW must come out of ComfyUI's LoRA patcher unchanged: patched W = W + Σ s_i ΔW_i.
 """
 
 from __future__ import annotations
@@ -12,22 +12,9 @@ import os
 import pytest
 import torch
 
+from .families import build_model as build
 from .host import pack_module
-from .tiny_models import SD15_TINY_UNET, fill_
 
-SDXL_TINY_UNET = {  # SDXL's context/adm sizes and linear projections; tiny channels and depth
-    "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
-    "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4,
-    "model_channels": 64, "num_res_blocks": [1, 1], "transformer_depth": [0, 1], "channel_mult": [1, 2],
-    "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 2048,
-    "num_head_channels": 64, "transformer_depth_output": [0, 0, 1, 1], "use_temporal_attention": False,
-    "use_temporal_resblock": False,
-}
-FLUX_TINY = {  # FLUX-dev layout (mlp_ratio 4, guidance embed, qkv bias), hidden 64, one block of each kind
-    "image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "vec_in_dim": 32,
-    "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 1,
-    "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True,
-}
 UNET_TARGETS = ("attn2.to_k", "attn2.to_v", "attn1.to_out.0", "ff.net.2")
 FLUX_TARGETS = ("img_attn.qkv", "img_attn.proj", "txt_attn.qkv", "txt_attn.proj", "linear1", "linear2")
 SCALES = {0: 1.5, 2: -2.0, 3: 0.75}
@@ -42,17 +29,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def build(family: str, seed: int):
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    cfg = {"SD15": SD15_TINY_UNET, "SDXL": SDXL_TINY_UNET, "Flux": FLUX_TINY}[family]
-    base = getattr(comfy.supported_models, family)(dict(cfg)).get_model({})
-    fill_(base.diffusion_model, seed)
-    cpu = torch.device("cpu")
-    return comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
 
 
 def random_bank(model, targets, seed: int, ranks=(1, 2, 1, 1)):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ..core.test_concepts_unbox import write_unbox
+from .families import build_model as build
 from .host import pack_module
-from .test_bank_export import build
 from .test_concepts import STEPS, sample, steer
 from .test_discovery import SIZE, _out, _raises
 

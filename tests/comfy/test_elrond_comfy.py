@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from .families import build_model as build_family
 from .host import pack_module
-from .test_bank_export import build as build_family
 
 PROMPT = "a photo of a dog on sliderspace grass"
 
