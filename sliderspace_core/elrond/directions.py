@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..common.errors import InputError
-from ..common.safefile import read_header, write_safetensors
+from ..common.safefile import FLOATS, read_header, write_safetensors
 from ..decompose.directions import Directions
 from ..decompose.pca import fit_pca
 from ..decompose.topk_sae import TopKSAEConfig, density_directions
@@ -116,7 +116,7 @@ def load_directions(path: str, input_name: str = "file") -> Directions:
     from safetensors import safe_open
 
     name = os.path.basename(path)
-    meta = read_header(path, input_name).get("__metadata__") or {}
+    meta = read_header(path, input_name, FLOATS).get("__metadata__") or {}
     if meta.get("format") != FORMAT_NAME:
         raise InputError(input_name, f"{name!r} is not an ELROND directions file.",
                          "choose a file written by ELROND Save Directions.")
@@ -134,7 +134,7 @@ def load_directions(path: str, input_name: str = "file") -> Directions:
         raise InputError(input_name, f"{damaged} ({type(e).__name__}: {e}).", "save the directions again.") from None
     k, width = tuple(d.components.shape) if d.components.ndim == 2 else (0, 0)
     ok = (k > 0 and width > 0 and d.explained_variance.shape == (k,) and d.explained_variance_ratio.shape == (k,)
-          and d.mean.shape == (width,) and bool(torch.isfinite(d.components).all()))
+          and d.mean.shape == (width,) and all(bool(torch.isfinite(t).all()) for t in tensors.values()))
     if not ok:
         raise InputError(input_name, f"{damaged}: inconsistent or non-finite tensors.", "save the directions again.")
     return d
