@@ -107,6 +107,7 @@ class ActivationWriter:
                  dtype: torch.dtype = torch.float16, meta: dict[str, str] | None = None) -> None:
         if dtype not in (torch.float16, torch.float32, torch.bfloat16):
             raise InputError("store_dtype", f"is {dtype}.", "use float16 or float32.")
+        self._created = not os.path.isdir(folder)
         os.makedirs(folder, exist_ok=True)
         if any(_SHARD.match(f) for f in os.listdir(folder)):
             raise InputError("folder", f"{folder!r} already holds activation shards.",
@@ -144,6 +145,17 @@ class ActivationWriter:
         s.shards.append(name)
         s.rows += self._held
         self._parts, self._held = [], 0
+
+    def abort(self) -> None:
+        """Remove what this writer wrote (its shards, and its folder if it made it): an interrupted or failed
+        collection leaves no partial set behind."""
+        for name in self.set.shards:
+            path = os.path.join(self.set.folder, name)
+            if os.path.isfile(path):
+                os.remove(path)
+        self.set.shards, self.set.rows, self._parts, self._held = [], 0, [], 0
+        if self._created and os.path.isdir(self.set.folder) and not os.listdir(self.set.folder):
+            os.rmdir(self.set.folder)
 
     def close(self) -> ActivationSet:
         self.flush()
