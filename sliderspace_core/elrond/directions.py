@@ -65,7 +65,7 @@ def pca_directions(grads: GradientSet | Tensor, rule: PcaRule = "lid", n: int = 
 
 
 def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_SAE, lo: float = -6.0,
-                   hi: float = 0.0, progress=None) -> Directions:
+                   hi: float = 0.0, progress=None, check=None) -> Directions:
     """Decoder atoms of a TopK SAE trained on the gradients whose log10 firing density lies in (lo, hi),
     most frequently firing first. Variances are those of the centred rows along each atom."""
     x, source = _rows(grads)
@@ -74,7 +74,7 @@ def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_S
         raise InputError("gradients", f"has shape {tuple(x.shape)}.", "collect at least 2 gradients.")
     if not bool(torch.isfinite(x).all()):
         raise InputError("gradients", "contain NaN or infinite values.", "collect them again.")
-    sae, stats = train_sae(x, config, progress=progress)
+    sae, stats = train_sae(x, config, progress=progress, check=check)
     atoms, ids = density_directions(sae, lo=lo, hi=hi)
     if atoms.shape[0] == 0:
         raise InputError("sae", f"no SAE feature fires with a log10 density in ({lo}, {hi}).",

@@ -228,3 +228,17 @@ def test_an_aborted_collection_leaves_no_partial_set(tmp_path):
     w.add(torch.randn(1, 4), sigma=1.0, cond=0, sample=0, positions=torch.arange(1))
     w.abort()
     assert sorted(os.listdir(kept)) == ["notes.txt"]  # only what the writer wrote is removed
+
+
+def test_sae_training_checks_for_an_interrupt_before_every_step():
+    x, _ = _planted(n_rows=400)
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt("interrupted")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(x, TopKSAEConfig(k=3, n_latents=32, batch_size=20, epochs=50, auxk=None), check=check)
+    assert len(calls) == 7  # the 7th step never ran: a progress interval (~200 steps here) is not waited for

@@ -181,6 +181,8 @@ def partial_files(new: list[str]) -> list[str]:
         if name.startswith(".tmp") or name.endswith((".tmp", ".part")):
             bad.append(f"{p}: a temporary file")
         elif os.path.isdir(p):
+            if name == "sliderspace_activations":  # the container of the sets (created once, kept)
+                continue
             if os.path.basename(os.path.dirname(p)) == "sliderspace_activations":
                 try:
                     load_activation_set(p)

@@ -117,7 +117,7 @@ def test_requeued_workflows_and_back_to_back_applies_leak_nothing(comfy_server, 
     # Compared within a group: the same prompt after the same kind of prompt (the first re-queue follows
     # another workflow, so ComfyUI's cache, and with it the live patcher count, differs for it alone).
     groups = {f"{p} (rounds 2+)": [e for e in log if e["prompt"] == p and e["phase"].startswith("round ")
-                                    and e["phase"] not in ("round 0", "round 1")] for p in ("discover", "apply", "sparse")}
+                                    and e["phase"] not in ("round 0", "round 1")] for p in names}
     groups["apply (back to back, 2+)"] = [e for e in log if e["phase"] == "back to back"][1:]
     for prompt, rows in groups.items():
         for key in [f"{t}.{k}" for t in ("base", "applied") for k in (*COUNTS, "weights", "live_model_patchers")]:
