@@ -5,7 +5,7 @@ Measured on the server process (psutil) and by a test-only probe node on the mod
 wrappers, callbacks, weight wrappers, patches, torch hooks and comfy weight functions on the loaded model
 and on Apply's output, live ModelPatcher objects, open files and descriptors, and RSS. After the warm-up
 round nothing may grow (RSS by at most RSS_GROWTH) and every prompt must succeed. Default: ROUNDS rounds
-and APPLY prompts; ``--long``: LONG_ROUNDS and LONG_APPLY. A JSON summary goes to
+of WORKFLOWS and APPLY prompts; ``--long``: LONG_ROUNDS of LONG_WORKFLOWS and LONG_APPLY. A JSON summary goes to
 artifacts/reliability/soak_<tier>.json.
 """
 
@@ -21,8 +21,11 @@ from ..conftest import ROOT
 from ..e2e.test_workflows import of_type
 from .live import base_model, probes, prompt_of, with_probe
 
-ROUNDS, LONG_ROUNDS = 3, 20
-APPLY, LONG_APPLY = 5, 50
+ROUNDS, LONG_ROUNDS = 2, 20
+APPLY, LONG_APPLY = 10, 50
+WORKFLOWS, LONG_WORKFLOWS = "apply,sparse", "discover,apply,sparse"
+"""Discovery (minutes per run on a loaded 2-core CPU: its training backpropagates through a ViT-L/14) is
+re-queued only under --long."""
 RSS_GROWTH = 0.02
 OUT = ROOT / "artifacts" / "reliability"
 COUNTS = ("wrappers", "callbacks", "weight_wrappers", "patches", "object_patches", "model_options_keys",
@@ -62,26 +65,25 @@ def _queue_and_wait(server, prompts: list[dict], timeout: float = 900) -> list[d
     return entries
 
 
-def _counts(name: str, default: int, long: int, long_run: bool) -> int:
-    """The count of this tier; SLIDERSPACE_SOAK_<NAME> overrides it (for a partial long run, say which)."""
-    return int(os.environ.get(f"SLIDERSPACE_SOAK_{name}", long if long_run else default))
+def _setting(name: str, default, long, long_run: bool) -> str:
+    """This tier's setting; SLIDERSPACE_SOAK_<NAME> overrides it (for a partial long run: say which)."""
+    return os.environ.get(f"SLIDERSPACE_SOAK_{name}", str(long if long_run else default))
 
 
 def test_requeued_workflows_and_back_to_back_applies_leak_nothing(comfy_server, api_prompts, long_run):
     server = comfy_server
-    rounds = _counts("ROUNDS", ROUNDS, LONG_ROUNDS, long_run)
-    applies = _counts("APPLY", APPLY, LONG_APPLY, long_run)
+    rounds = int(_setting("ROUNDS", ROUNDS, LONG_ROUNDS, long_run))
+    applies = int(_setting("APPLY", APPLY, LONG_APPLY, long_run))
+    names = tuple(_setting("WORKFLOWS", WORKFLOWS, LONG_WORKFLOWS, long_run).split(","))
     log: list[dict] = []
     failures: list[str] = []
     t0 = time.perf_counter()
     # Each workflow is re-queued back to back (ComfyUI's cache keeps only the last prompt's nodes, so
-    # interleaving would recompute every upstream node each time); the seed changed each round redoes its work:
-    # discovery from the trajectories on under --long, from training on by default (the sampled trajectories and
-    # embeddings then come from the cache).
-    seeds = {"discover": ("SliderSpaceTrajectorySampler" if long_run else "SliderSpaceTrainSliders", "seed"),
+    # interleaving would recompute every upstream node each time); the seed changed each round redoes its work
+    # (discovery: from the trajectories on).
+    seeds = {"discover": ("SliderSpaceTrajectorySampler", "seed"),
              "sparse": ("SliderSpaceRandomSparseSliders", "seed")}
     workflows = {"discover": "sliderspace_discover.json", "sparse": "sliderspace_sparse_diversity.json"}
-    names = ("discover", "apply", "sparse")
     schedule = [(n, 0) for n in names] + [(n, r) for n in names for r in range(1, rounds)]  # warm-up, then re-queues
     for step, (name, r) in enumerate(schedule):
         if name == "apply":
@@ -124,7 +126,8 @@ def test_requeued_workflows_and_back_to_back_applies_leak_nothing(comfy_server, 
             values = [e.get(key) for e in rows]
             if len(set(map(str, values))) > 1:
                 drift.append(f"{prompt} {key}: {values}")
-    summary = {"rounds": rounds, "apply_back_to_back": applies, "prompts": len(log), "failures": len(failures),
+    summary = {"workflows": names, "rounds": rounds, "apply_back_to_back": applies, "prompts": len(log),
+               "failures": len(failures),
                "seconds_rounds": round(t_rounds, 1), "seconds_total": round(t_total, 1),
                "warm": {k: warm[k] for k in ("rss_mb", "fds", "open_files", "threads")},
                "last": {k: last[k] for k in ("rss_mb", "fds", "open_files", "threads")},
