@@ -45,7 +45,7 @@ def fuzz(fmt: Format, count: int, workdir: str) -> dict:
     root, files = fmt.build(pristine)
     fmt.read(root)  # the unmutated file reads
     canary = os.path.join(workdir, "CANARY_code_ran")
-    tally = {"cases": 0, "read": 0, "refused": 0, "uncaught": 0, "code_ran": 0}
+    tally = {"cases": 0, "read": 0, "refused": 0, "uncaught": 0, "code_ran": 0, "code_payloads": 0}
     failures: list[str] = []
     start = time.perf_counter()
     for i in range(count):
@@ -55,6 +55,7 @@ def fuzz(fmt: Format, count: int, workdir: str) -> dict:
         rel = os.path.relpath(root, pristine)
         how = mutate_file(fmt, [os.path.join(case, os.path.relpath(f, pristine)) for f in files], rng, canary)
         tally["cases"] += 1
+        tally["code_payloads"] += "pickle" in how  # a payload whose unpickling would create the canary
         try:
             fmt.read(os.path.join(case, rel))
             tally["read"] += 1

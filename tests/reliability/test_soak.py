@@ -22,7 +22,7 @@ from ..e2e.test_workflows import of_type
 from .live import base_model, probes, prompt_of, with_probe
 
 ROUNDS, LONG_ROUNDS = 2, 20
-APPLY, LONG_APPLY = 10, 50
+APPLY, LONG_APPLY = 6, 50
 WORKFLOWS, LONG_WORKFLOWS = "apply,sparse", "discover,apply,sparse"
 """Discovery (minutes per run on a loaded 2-core CPU: its training backpropagates through a ViT-L/14) is
 re-queued only under --long."""
