@@ -176,6 +176,19 @@ LoRAs are read by ComfyUI's LoraLoader, never by the pack."""
 
 # ------------------------------------------------------------------------------------------ mutation
 
+def canonical(files: list[str]) -> None:
+    """Rewrite each safetensors header with sorted keys: safetensors writes its metadata map in a random
+    order per process, so without this the same seed would flip different header bytes from run to run."""
+    for path in files:
+        if path.endswith(".safetensors"):
+            with open(path, "rb") as f:
+                header, body = M.split_safetensors(f.read())
+            text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+            text += b" " * (-len(text) % 8)
+            with open(path, "wb") as f:
+                f.write(len(text).to_bytes(8, "little") + text + body)
+
+
 def mutate_file(fmt: Format, files: list[str], rng: random.Random, canary: str) -> str:
     """Mutate one (or, for a folder, one or two) of ``files`` in place; returns a description."""
     done = []
@@ -188,7 +201,7 @@ def mutate_file(fmt: Format, files: list[str], rng: random.Random, canary: str) 
             if rng.random() < 0.05 and len(files) > 1:  # a shard removed or another added
                 how, new = ("removed", None) if rng.random() < 0.5 else ("foreign_shard", new)
         elif path.endswith((".pth", ".pt")):
-            good = unbox_state() if path.endswith(".pth") else torch.rand(16)
+            good = unbox_state() if path.endswith(".pth") else torch.rand(16, generator=_g(rng.randrange(2**31)))
             how, new = M.mutate_torch(data, rng, canary, good)
         elif path.endswith(".json"):
             how, new = M.mutate_json(data.decode(), rng)

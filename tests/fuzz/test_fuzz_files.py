@@ -22,7 +22,7 @@ import torch
 from sliderspace_core.common.errors import InputError
 
 from ..conftest import ROOT
-from .formats import FORMATS, Format, mutate_file
+from .formats import FORMATS, Format, canonical, mutate_file
 
 COUNT = 40
 LONG_COUNT = 1000
@@ -43,6 +43,7 @@ def fuzz(fmt: Format, count: int, workdir: str) -> dict:
     pristine = os.path.join(workdir, "pristine")
     os.makedirs(pristine)
     root, files = fmt.build(pristine)
+    canonical(files)
     fmt.read(root)  # the unmutated file reads
     canary = os.path.join(workdir, "CANARY_code_ran")
     tally = {"cases": 0, "read": 0, "refused": 0, "uncaught": 0, "code_ran": 0, "code_payloads": 0}
