@@ -33,8 +33,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run the slow tier (tests marked `long`: README figures such as the 1000-file fuzz run)")
 
 
+HYPOTHESIS_EXAMPLES = {"default": 25, "long": 400}
+"""max_examples of the property tests (tests/core/test_properties.py) in each tier."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "long: slow check, run only with --long (figures reported in the README)")
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # only the property tests need it (requirements-test.txt)
+        return
+    tier = "long" if config.getoption("--long") else "default"
+    # derandomize: the same examples on every run (seeded like every other test); no example database on disk.
+    settings.register_profile("sliderspace", max_examples=HYPOTHESIS_EXAMPLES[tier], derandomize=True,
+                              database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("sliderspace")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

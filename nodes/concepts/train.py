@@ -69,7 +69,7 @@ class SAETrain(io.ComfyNode):
 
             with torch.inference_mode(False):
                 sae, stats = train_sae(activations, cfg, progress=report, total_rows=activations.rows,
-                                       device="cpu")
+                                       device="cpu", check=progress.check)
                 mean, std = feature_stats(sae, activations)
             sae.metadata = {"family": activations.meta.get("family", "")}
             csae = ConceptSAE(sae.eval(), activations.block, mean, std)

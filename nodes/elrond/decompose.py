@@ -51,7 +51,7 @@ class Decompose(io.ComfyNode):
                 def progress(step: int, total: int | None, stats: dict) -> None:
                     bar(min(100, int(100 * step / total)) if total else 0)
 
-                d = sae_directions(gradients, cfg, progress=progress)
+                d = sae_directions(gradients, cfg, progress=progress, check=bar.check)
             else:
                 d = pca_directions(gradients, "lid" if method == METHODS[0] else "top_n", n, c)
             title = f"ELROND {method}: {d.n_components} directions of {gradients.word!r} ({len(gradients)} gradients)"

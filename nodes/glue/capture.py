@@ -64,15 +64,20 @@ def collect_activations(model, positive, negative, block: str, folder: str, samp
 
     patched = with_block_hook(model, CAPTURE_KEY, block, on_block, window, needs_input=True)
     run_callback = job_callback(model, samples * steps)
-    for i in range(samples):
-        state["sample"], state["calls"] = i, 0
-        noise = comfy.sample.prepare_noise(latent, seed + i)
-        comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
-                            callback=run_callback(i * steps), disable_pbar=True, seed=seed + i)
-    if state["writer"] is None:
-        raise InputError("start_percent", "no model evaluation fell inside the time window.",
-                         "widen start_percent / end_percent.")
-    return state["writer"].close()
+    try:
+        for i in range(samples):
+            state["sample"], state["calls"] = i, 0
+            noise = comfy.sample.prepare_noise(latent, seed + i)
+            comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent,
+                                callback=run_callback(i * steps), disable_pbar=True, seed=seed + i)
+        if state["writer"] is None:
+            raise InputError("start_percent", "no model evaluation fell inside the time window.",
+                             "widen start_percent / end_percent.")
+        return state["writer"].close()
+    except BaseException:  # interrupted or failed: no partial set is left in the output folder
+        if state["writer"] is not None:
+            state["writer"].abort()
+        raise
 
 
 def capture_map(model, positive, negative, block: str, step: int, seed: int, steps: int, cfg: float,

@@ -39,6 +39,11 @@ class Progress:
         self.bar = comfy.utils.ProgressBar(self.total)
         self.what, self.start, self.next_log = what, time.perf_counter(), max(1, self.total // 10)
 
+    @staticmethod
+    def check() -> None:
+        """Raise ComfyUI's interrupt now if the user pressed it (cheap: call it every step)."""
+        mm.throw_exception_if_processing_interrupted()
+
     def __call__(self, done: int, total: int | None = None, preview: object = None) -> None:
         mm.throw_exception_if_processing_interrupted()
         self.bar.update_absolute(done, total or self.total, preview)

@@ -2,8 +2,9 @@
 
 ``GET /sliderspace/banks`` lists the bank files of the ``sliderspace`` model folder and
 ``GET /sliderspace/bank_info?name=<file>`` returns one file's slider count and labels. Names are looked
-up only among the files ComfyUI lists for that folder (so nothing outside it can be named), and only the
-safetensors header is read: no tensor is loaded and nothing is ever unpickled.
+up only among the files ComfyUI lists for that folder that resolve inside it (so nothing outside it can be
+named, not even through a symlink), and only the safetensors header is read: no tensor is loaded and nothing
+is ever unpickled.
 """
 
 from __future__ import annotations
@@ -20,8 +21,18 @@ from ..glue.folders import BANK_FOLDER, NONE_FOUND, bank_files
 PREFIX = "/sliderspace"
 
 
+def _inside(name: str) -> bool:
+    """True when ``name`` resolves (symlinks followed) to a file inside a registered bank folder. The route is
+    reachable by any HTTP client, so a link placed in the folder that points elsewhere is not served."""
+    path = folder_paths.get_full_path(BANK_FOLDER, name)
+    if not path:
+        return False
+    real = os.path.realpath(path)
+    return any(real.startswith(os.path.realpath(root) + os.sep) for root in folder_paths.get_folder_paths(BANK_FOLDER))
+
+
 def _listed() -> list[str]:
-    return [f for f in bank_files() if f != NONE_FOUND]
+    return [f for f in bank_files() if f != NONE_FOUND and _inside(f)]
 
 
 def bank_info(name: str) -> tuple[int, dict]:

@@ -10,7 +10,7 @@ import os
 import re
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch
 
@@ -47,8 +47,65 @@ def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str, metadata: 
             os.remove(tmp)
 
 
-def read_header(path: str, input_name: str = "file") -> dict:
-    """The JSON header of a safetensors file, after refusing pickles, zips, foreign and truncated files."""
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+               "I16": 2, "I8": 1, "U8": 1, "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
+"""Bytes per element of the safetensors dtypes a header may name (others are refused)."""
+FLOATS = ("F32", "F16", "BF16", "F64")
+"""The float dtypes the pack's weight files hold (fp8 is refused: torch cannot even check it for NaN)."""
+
+
+def _damaged(input_name: str, name: str, what: str) -> InputError:
+    return InputError(input_name, f"{name!r} has a damaged safetensors header ({what}).",
+                      "choose an undamaged .safetensors file (save it again).")
+
+
+def _check_entries(header: object, data_len: int, input_name: str, name: str,
+                   dtypes: Collection[str] | None) -> dict:
+    """The header as ``{name: {"dtype", "shape", "data_offsets"}}`` + ``__metadata__`` (str → str), after
+    checking what safetensors itself checks (known dtype, shape × size = byte span, spans contiguous from 0
+    and covering the data exactly), so every reader gets one clear error instead of a library exception."""
+    if not isinstance(header, dict):
+        raise _damaged(input_name, name, "not a JSON object")
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise _damaged(input_name, name, "its metadata is not a map of strings")
+    spans = []
+    for key, t in header.items():
+        if key == "__metadata__":
+            continue
+        if not isinstance(t, dict) or set(t) != {"dtype", "shape", "data_offsets"}:
+            raise _damaged(input_name, name, f"entry {key!r} is not dtype/shape/data_offsets")
+        dtype, shape, offsets = t["dtype"], t["shape"], t["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+            raise _damaged(input_name, name, f"tensor {key!r} has unknown dtype {dtype!r}")
+        ints = shape if isinstance(shape, list) else [None]
+        ints = ints + (offsets if isinstance(offsets, list) and len(offsets) == 2 else [None])
+        if not all(type(v) is int and v >= 0 for v in ints):
+            raise _damaged(input_name, name, f"tensor {key!r} has an invalid shape or offsets")
+        numel = 1
+        for v in shape:
+            numel *= v
+        if offsets[1] - offsets[0] != numel * DTYPE_SIZES[dtype]:
+            raise _damaged(input_name, name, f"tensor {key!r}: shape {shape} of {dtype} does not fill "
+                           f"bytes {offsets[0]}..{offsets[1]}")
+        if dtypes is not None and dtype not in dtypes:
+            raise InputError(input_name, f"{name!r}: tensor {key!r} is {dtype}, expected {' or '.join(dtypes)}.",
+                             "choose an undamaged file written by SliderSpace.")
+        spans.append((offsets[0], offsets[1], key))
+    end = 0
+    for begin, stop, key in sorted(spans):
+        if begin != end:
+            raise _damaged(input_name, name, f"tensor {key!r} overlaps another or leaves a gap")
+        end = stop
+    if end != data_len:
+        raise InputError(input_name, f"{name!r} is truncated or has trailing bytes (its tensors end at byte "
+                         f"{end} of {data_len}).", CUT_SHORT)
+    return header
+
+
+def read_header(path: str, input_name: str = "file", dtypes: Collection[str] | None = None) -> dict:
+    """The checked JSON header of a safetensors file, after refusing pickles, zips, foreign, damaged and
+    truncated files; ``dtypes`` (e.g. :data:`FLOATS`) restricts the tensors' dtypes."""
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise InputError(input_name, f"{name!r} does not exist.", "choose an existing file and refresh.")
@@ -72,14 +129,9 @@ def read_header(path: str, input_name: str = "file") -> dict:
         f.seek(8)
         try:
             header = json.loads(f.read(n).decode("utf-8"))
-            ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
-            raise InputError(input_name, f"{name!r} has a damaged safetensors header.",
-                             "choose an undamaged .safetensors file.") from None
-    if max(ends, default=0) > size - 8 - n:
-        raise InputError(input_name, f"{name!r} is truncated (its tensors end past the end of the file).",
-                         CUT_SHORT)
-    return header
+        except (ValueError, RecursionError):
+            raise _damaged(input_name, name, "not valid JSON") from None
+    return _check_entries(header, size - 8 - n, input_name, name, dtypes)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")

@@ -83,8 +83,12 @@ class ActivationSet:
         if not os.path.isfile(path):
             raise InputError("activations", f"shard {name!r} is missing from {self.folder!r}.",
                              "collect the activations again.")
-        with safe_open(path, "pt") as f:
-            return {k: f.get_tensor(k) for k in keys}
+        try:
+            with safe_open(path, "pt") as f:
+                return {k: f.get_tensor(k) for k in keys}
+        except Exception as e:  # noqa: BLE001 - a shard changed or damaged since the set was opened
+            raise InputError("activations", f"shard {name!r} cannot be read ({type(e).__name__}: {e}).",
+                             "collect the activations again.") from None
 
     def provenance(self) -> dict[str, Tensor]:
         """Every row's ``sigma``, ``cond``, ``sample`` and ``position`` (concatenated over the shards)."""
@@ -103,6 +107,7 @@ class ActivationWriter:
                  dtype: torch.dtype = torch.float16, meta: dict[str, str] | None = None) -> None:
         if dtype not in (torch.float16, torch.float32, torch.bfloat16):
             raise InputError("store_dtype", f"is {dtype}.", "use float16 or float32.")
+        self._created = not os.path.isdir(folder)
         os.makedirs(folder, exist_ok=True)
         if any(_SHARD.match(f) for f in os.listdir(folder)):
             raise InputError("folder", f"{folder!r} already holds activation shards.",
@@ -141,12 +146,44 @@ class ActivationWriter:
         s.rows += self._held
         self._parts, self._held = [], 0
 
+    def abort(self) -> None:
+        """Remove what this writer wrote (its shards, and its folder if it made it): an interrupted or failed
+        collection leaves no partial set behind."""
+        for name in self.set.shards:
+            path = os.path.join(self.set.folder, name)
+            if os.path.isfile(path):
+                os.remove(path)
+        self.set.shards, self.set.rows, self._parts, self._held = [], 0, [], 0
+        if self._created and os.path.isdir(self.set.folder) and not os.listdir(self.set.folder):
+            os.rmdir(self.set.folder)
+
     def close(self) -> ActivationSet:
         self.flush()
         if not self.set.rows:
             raise InputError("activations", "no rows were captured (the time window or the cond/uncond choice "
                              "matched no model evaluation).", "widen start/end percent or capture 'both'.")
         return self.set
+
+
+_DTYPES = {"rows": ("F16", "F32", "BF16"), "sigma": ("F32",), "cond": ("I8",), "sample": ("I32",),
+           "position": ("I32",)}
+"""The dtypes each tensor of a shard is written with (what :func:`load_activation_set` accepts)."""
+_PROVENANCE = ("block", "d", "height", "width")
+
+
+def _shard_rows(header: dict, name: str, d: int) -> int:
+    """Rows of one shard whose checked header holds exactly the set's tensors with consistent shapes."""
+    fix = "collect the activations again (the shard is damaged or was edited)."
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if set(tensors) != set(_DTYPES):
+        raise InputError("folder", f"{name!r} holds tensors {sorted(tensors)}, not {sorted(_DTYPES)}.", fix)
+    n = tensors["rows"]["shape"][0] if len(tensors["rows"]["shape"]) == 2 else -1
+    for k, t in tensors.items():
+        want = [n, d] if k == "rows" else [n]
+        if t["shape"] != want or t["dtype"] not in _DTYPES[k]:
+            raise InputError("folder", f"{name!r}: tensor {k!r} is {t['dtype']} {t['shape']}, expected "
+                             f"{'/'.join(_DTYPES[k])} {want} (width {d}).", fix)
+    return n
 
 
 def load_activation_set(folder: str) -> ActivationSet:
@@ -164,15 +201,21 @@ def load_activation_set(folder: str) -> ActivationSet:
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
             raise InputError("folder", f"{name!r} is not a SliderSpace activation shard (version {FORMAT_VERSION}).",
                              "collect the activations again.")
-        key = {k: meta.get(k) for k in ("block", "d", "height", "width")}
+        key = {k: meta.get(k) for k in _PROVENANCE}
         if first is None:
             first = key
+            sizes = [int(v) if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) < 10 else 0 for v in
+                     (key["d"], key["height"], key["width"])]
+            if not key["block"] or min(sizes) < 1:
+                raise InputError("folder", f"{name!r} has damaged provenance {key}.", "collect the activations again.")
+            d, height, width = sizes
+            meta0 = {k: v for k, v in meta.items() if k not in ("format", "format_version", *_PROVENANCE)}
         elif key != first:
             raise InputError("folder", f"{name!r} comes from another block or grid ({key} vs {first}).",
                              "keep one block's shards per folder.")
-        rows += int(header["rows"]["shape"][0])
+        rows += _shard_rows(header, name, d)
+    if names != [f"shard_{i:05d}.safetensors" for i in range(len(names))]:
+        raise InputError("folder", f"{folder!r} holds shards {names[0]}..{names[-1]} with gaps in their numbers.",
+                         "collect the activations again (a shard is missing or foreign).")
     assert first is not None
-    meta = {k: v for k, v in (read_header(os.path.join(folder, names[0]))["__metadata__"]).items()
-            if k not in ("format", "format_version", "block", "d", "height", "width")}
-    return ActivationSet(folder, str(first["block"]), int(first["d"]), int(first["height"]), int(first["width"]),
-                         names, rows, meta)
+    return ActivationSet(folder, str(first["block"]), d, height, width, names, rows, meta0)

@@ -95,7 +95,7 @@ def load_concept_sae(path: str, input_name: str = "sae_file") -> ConceptSAE:
     for key in (META_MEAN, META_STD):
         try:
             t = torch.tensor(json.loads(meta.pop(key)), dtype=torch.float32)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError, RecursionError, RuntimeError):
             raise InputError(input_name, f"the SAE file's {key} metadata is missing or damaged.",
                              "save the SAE again.") from None
         if t.shape != (sae.n_latents,) or not bool(torch.isfinite(t).all()):

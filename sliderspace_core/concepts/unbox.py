@@ -100,7 +100,7 @@ def load_unbox(path: str, input_name: str = "folder") -> ConceptSAE:
         with open(os.path.join(final, "config.json"), encoding="utf-8") as f:
             cfg = json.load(f)
         values = {k: int(cfg[k]) for k in CONFIG_KEYS}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, OverflowError, RecursionError):
         raise InputError(input_name, f"config.json must be JSON with integer {', '.join(CONFIG_KEYS)}.", FIX) from None
     n, d = values["n_dirs_local"], values["d_model"]
     if n < 1 or d < 1 or not 1 <= values["k"] <= n:
@@ -115,9 +115,13 @@ def load_unbox(path: str, input_name: str = "folder") -> ConceptSAE:
     b_lat = _tensor(sd.get("latent_bias"), "latent_bias", (n,), input_name)
     stats = [_tensor(_torch_load(os.path.join(final, f), input_name), f, (n,), input_name)
              for f in ("mean.pt", "std.pt")]
-    config = TopKSAEConfig(k=values["k"], n_latents=n, auxk=values["auxk"] or None,
-                           dead_steps_threshold=max(1, values["dead_steps_threshold"]), lr=float(m["lr"]),
-                           batch_size=int(m["bs"]))
-    sae = TopKSAE.from_weights(W_enc, b_lat, W_dec, b_pre, config)
+    try:
+        config = TopKSAEConfig(k=values["k"], n_latents=n, auxk=values["auxk"] or None,
+                               dead_steps_threshold=max(1, values["dead_steps_threshold"]), lr=float(m["lr"]),
+                               batch_size=int(m["bs"]))
+        sae = TopKSAE.from_weights(W_enc, b_lat, W_dec, b_pre, config)
+    except (ValueError, OverflowError) as e:  # a bad lr/bs in the folder name or auxk in config.json
+        problem = e.problem if isinstance(e, InputError) else str(e)
+        raise InputError(input_name, f"{run!r}: its settings are invalid ({problem}).", FIX) from None
     sae.metadata = {"imported_from": run}
     return ConceptSAE(sae, block, stats[0], stats[1], f"sdxl-unbox:{m['hook']}")

@@ -15,6 +15,7 @@ runs, devices and row orders.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -344,18 +345,25 @@ def iter_npy_chunks(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[
     resident memory. Each yielded tensor is a view of the buffer, valid until the next one.
     """
     with open(path, "rb", buffering=0) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise InputError("path", f"{path}: unsupported .npy version {version}.", "Save it with np.save.")
-        if len(shape) != 2 or fortran or dtype.kind != "f" or not dtype.isnative:
+        try:  # numpy parses the header with ast.literal_eval: no pickle, no code; damage is a ValueError
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise InputError("path", f"{path}: unsupported .npy version {version}.", "Save it with np.save.")
+        except Exception as e:  # noqa: BLE001 - numpy's header parser raises assorted types (even TokenError)
+            raise InputError("path", f"{path}: not a readable .npy file ({type(e).__name__}: {str(e)[:120]}).",
+                             "Save an (N, D) float16/float32 array with np.save.") from None
+        if len(shape) != 2 or fortran or dtype.kind != "f" or not dtype.isnative or min(shape) < 0:
             raise InputError("path", f"{path}: need a 2-D C-order native float array, got shape {shape}, "
                              f"dtype {dtype}, fortran_order={fortran}.",
                              "Save an (N, D) float16/float32 array with np.save.")
         rows, d = shape
+        if rows * d * dtype.itemsize > os.fstat(f.fileno()).st_size:
+            raise InputError("path", f"{path}: its header declares {rows}x{d} values, more than the file holds.",
+                             "Re-save the array.")
         buf = np.empty((min(chunk_rows, rows), d), dtype=dtype)
         for start in range(0, rows, chunk_rows):
             view = buf[:min(chunk_rows, rows - start)]

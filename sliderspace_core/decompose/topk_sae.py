@@ -100,7 +100,7 @@ class TopKSAEConfig:
             raw = json.loads(text)
             if not isinstance(raw, dict):
                 raise TypeError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise InputError(input_name, "the SAE config in the file is not valid JSON.",
                              "save the SAE again with SliderSpace.") from None
         names = {f.name for f in fields(cls)}

@@ -214,7 +214,8 @@ def _count_rows(data: object) -> int | None:
 def train_sae(data: Tensor | Iterable[Tensor] | Callable[[], Iterable[Tensor]], config: TopKSAEConfig | None = None,
               *, d_in: int | None = None, sae: TopKSAE | None = None, progress: ProgressFn | None = None,
               progress_every: int | None = None, total_rows: int | None = None,
-              device: str | torch.device | None = None) -> tuple[TopKSAE, TrainStats]:
+              device: str | torch.device | None = None,
+              check: Callable[[], None] | None = None) -> tuple[TopKSAE, TrainStats]:
     """Train a TopK SAE on rows of ``data`` and return it with its :class:`TrainStats`.
 
     ``data``: an (N, d) tensor, a re-iterable of (n_i, d) chunks (a list, or an object whose ``__iter__``
@@ -222,7 +223,9 @@ def train_sae(data: Tensor | Iterable[Tensor] | Callable[[], Iterable[Tensor]], 
     this one (its config is used; ``config`` must then be None); else a new one from ``config``
     (``d_in`` from the first chunk when not given). ``total_rows`` (known for tensors / lists) gives the
     callback a total; ``progress`` is called every ``progress_every`` steps (default: ~200 calls a run)
-    and at the end, and may raise to stop training. ``device``: where to train (default: the data's).
+    and at the end, and may raise to stop training. ``check()`` is called before every step and may raise
+    too (a host's interrupt test: cheap, so an interrupt lands within one step, not one progress interval).
+    ``device``: where to train (default: the data's).
     """
     if (sae is None) == (config is None):
         raise InputError("config", "pass exactly one of config (new SAE) or sae (continue training).",
@@ -258,6 +261,8 @@ def train_sae(data: Tensor | Iterable[Tensor] | Callable[[], Iterable[Tensor]], 
         ep_den = torch.zeros((), dtype=torch.float64, device=dev)
         ep_rows = 0
         for x in _batches(src(), sae.d_in, cfg.batch_size, cfg.shuffle_buffer, gen, dev):
+            if check is not None:
+                check()
             dead = sae.stats_last_nonzero > cfg.dead_steps_threshold if use_aux else None
             nmse, aux, vals, idx, den = sae_loss_and_grads(sae, x, dead)
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr

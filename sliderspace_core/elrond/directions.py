@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..common.errors import InputError
-from ..common.safefile import read_header, write_safetensors
+from ..common.safefile import FLOATS, read_header, write_safetensors
 from ..decompose.directions import Directions
 from ..decompose.pca import fit_pca
 from ..decompose.topk_sae import TopKSAEConfig, density_directions
@@ -65,7 +65,7 @@ def pca_directions(grads: GradientSet | Tensor, rule: PcaRule = "lid", n: int = 
 
 
 def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_SAE, lo: float = -6.0,
-                   hi: float = 0.0, progress=None) -> Directions:
+                   hi: float = 0.0, progress=None, check=None) -> Directions:
     """Decoder atoms of a TopK SAE trained on the gradients whose log10 firing density lies in (lo, hi),
     most frequently firing first. Variances are those of the centred rows along each atom."""
     x, source = _rows(grads)
@@ -74,7 +74,7 @@ def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_S
         raise InputError("gradients", f"has shape {tuple(x.shape)}.", "collect at least 2 gradients.")
     if not bool(torch.isfinite(x).all()):
         raise InputError("gradients", "contain NaN or infinite values.", "collect them again.")
-    sae, stats = train_sae(x, config, progress=progress)
+    sae, stats = train_sae(x, config, progress=progress, check=check)
     atoms, ids = density_directions(sae, lo=lo, hi=hi)
     if atoms.shape[0] == 0:
         raise InputError("sae", f"no SAE feature fires with a log10 density in ({lo}, {hi}).",
@@ -116,7 +116,7 @@ def load_directions(path: str, input_name: str = "file") -> Directions:
     from safetensors import safe_open
 
     name = os.path.basename(path)
-    meta = read_header(path, input_name).get("__metadata__") or {}
+    meta = read_header(path, input_name, FLOATS).get("__metadata__") or {}
     if meta.get("format") != FORMAT_NAME:
         raise InputError(input_name, f"{name!r} is not an ELROND directions file.",
                          "choose a file written by ELROND Save Directions.")
@@ -134,7 +134,7 @@ def load_directions(path: str, input_name: str = "file") -> Directions:
         raise InputError(input_name, f"{damaged} ({type(e).__name__}: {e}).", "save the directions again.") from None
     k, width = tuple(d.components.shape) if d.components.ndim == 2 else (0, 0)
     ok = (k > 0 and width > 0 and d.explained_variance.shape == (k,) and d.explained_variance_ratio.shape == (k,)
-          and d.mean.shape == (width,) and bool(torch.isfinite(d.components).all()))
+          and d.mean.shape == (width,) and all(bool(torch.isfinite(t).all()) for t in tensors.values()))
     if not ok:
         raise InputError(input_name, f"{damaged}: inconsistent or non-finite tensors.", "save the directions again.")
     return d

@@ -26,7 +26,7 @@ import torch
 
 from ..common.errors import InputError
 from ..common.lowrank import lora_scale
-from ..common.safefile import read_header, sanitize_name, write_safetensors
+from ..common.safefile import FLOATS, read_header, sanitize_name, write_safetensors
 from ..common.textspec import finite_number, parse_indexed
 
 __all__ = ["FORMAT_VERSION", "Slider", "BankMeta", "SliderBank", "family_group", "check_bank",
@@ -122,6 +122,9 @@ class SliderBank:
 
 # ----------------------------------------------------------------------------------------------- checks
 
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def check_bank(bank: SliderBank, input_name: str = "bank") -> None:
     """Raise :class:`InputError` unless every slider has finite, consistently shaped factors."""
     if not isinstance(bank, SliderBank) or not bank.sliders:
@@ -149,12 +152,12 @@ def check_bank(bank: SliderBank, input_name: str = "bank") -> None:
                 raise InputError(input_name, f"slider {i} module {m} is {io_shape[0]}×{io_shape[1]} but "
                                  f"other sliders have {shapes[m][0]}×{shapes[m][1]}.", fix)
             for part, t in (("down", d), ("up", u)):
-                if not t.is_floating_point() or not torch.isfinite(t).all():
+                if t.dtype not in _FLOAT_DTYPES or not torch.isfinite(t).all():
                     raise InputError(input_name, f"slider {i} module {m} '{part}' holds NaN/Inf or non-float "
                                      "values.", fix)
         if s.direction is not None:
             v = s.direction
-            if v.ndim != 1 or not v.is_floating_point() or not torch.isfinite(v).all():
+            if v.ndim != 1 or v.dtype not in _FLOAT_DTYPES or not torch.isfinite(v).all():
                 raise InputError(input_name, f"slider {i} direction must be a finite 1-D vector.", fix)
             dims.add(int(v.shape[0]))
     if len(dims) > 1:
@@ -247,6 +250,10 @@ def _described_keys(doc: dict) -> set[str]:
     return keys
 
 
+_DAMAGED = (KeyError, ValueError, TypeError, AttributeError, OverflowError, RecursionError)
+"""What parsing a damaged bank document can raise (JSON values of the wrong type, size or depth)."""
+
+
 def read_bank_info(path: str, input_name: str = "file") -> dict:
     """What a bank file says about itself, from its safetensors header only (no tensor is read).
 
@@ -255,7 +262,7 @@ def read_bank_info(path: str, input_name: str = "file") -> dict:
     the tensors the header lists (a bank claiming more or fewer sliders than it holds is refused).
     """
     name = os.path.basename(path)
-    header = read_header(path, input_name)
+    header = read_header(path, input_name, FLOATS)
     meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT_NAME:
         raise InputError(input_name, f"{name!r} is not a SliderSpace slider bank.",
@@ -268,7 +275,7 @@ def read_bank_info(path: str, input_name: str = "file") -> dict:
                 "family": str(doc.get("family", "")), "encoder_id": str(doc.get("encoder_id", "")),
                 "prompts": [str(p) for p in doc.get("prompts", [])],
                 "format_version": int(meta.get("format_version", 0))}
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
+    except _DAMAGED as e:
         raise InputError(input_name, f"{name!r} has damaged bank metadata ({type(e).__name__}: {e}).",
                          "save the bank again with Save Slider Bank.") from None
     held = set(header) - {"__metadata__"}
@@ -288,7 +295,7 @@ def load_bank(path: str, input_name: str = "file") -> SliderBank:
     from safetensors.torch import load_file
 
     name = os.path.basename(path)
-    header = read_header(path, input_name)
+    header = read_header(path, input_name, FLOATS)
     meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT_NAME or "format_version" not in meta:
         raise InputError(input_name, f"{name!r} is not a SliderSpace slider bank (no format version in "
@@ -308,7 +315,7 @@ def load_bank(path: str, input_name: str = "file") -> SliderBank:
         sliders, seen = _sliders_from(doc, tensors, name, input_name)
     except InputError:
         raise
-    except (KeyError, ValueError, TypeError, AttributeError, SafetensorError) as e:
+    except (*_DAMAGED, SafetensorError) as e:
         raise InputError(input_name, f"{name!r} could not be read as a slider bank "
                          f"({type(e).__name__}: {e}).", "save the bank again.") from None
     extra = sorted(set(tensors) - seen)

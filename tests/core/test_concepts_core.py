@@ -211,3 +211,34 @@ def test_spatial_steer_adds_inside_and_suppresses_outside():
     assert not Steerer(c, {5: 3.0}, "spatial", mask=torch.zeros(2, 3)).active
     with pytest.raises(InputError, match="mask"):
         Steerer(c, {5: 3.0}, "spatial")
+
+
+def test_an_aborted_collection_leaves_no_partial_set(tmp_path):
+    folder = tmp_path / "acts_00001"
+    w = ActivationWriter(str(folder), "middle_block.1", 4, 2, 2, shard_rows=2, dtype=torch.float32)
+    for s in range(3):
+        w.add(torch.randn(2, 4), sigma=1.0, cond=0, sample=s, positions=torch.arange(2))
+    assert len(os.listdir(folder)) == 3  # three shards were flushed before the "interrupt"
+    w.abort()
+    assert not folder.exists()
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    w = ActivationWriter(str(kept), "b", 4, 2, 2, shard_rows=1, dtype=torch.float32)
+    w.add(torch.randn(1, 4), sigma=1.0, cond=0, sample=0, positions=torch.arange(1))
+    w.abort()
+    assert sorted(os.listdir(kept)) == ["notes.txt"]  # only what the writer wrote is removed
+
+
+def test_sae_training_checks_for_an_interrupt_before_every_step():
+    x, _ = _planted(n_rows=400)
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt("interrupted")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(x, TopKSAEConfig(k=3, n_latents=32, batch_size=20, epochs=50, auxk=None), check=check)
+    assert len(calls) == 7  # the 7th step never ran: a progress interval (~200 steps here) is not waited for

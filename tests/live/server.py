@@ -18,6 +18,7 @@ from ..conftest import ROOT
 from . import models
 
 PACK_DIR_NAME = "comfyui-sliderspace"  # the folder name a user's clone would have
+PROBE_DIR_NAME = "sliderspace-test-probe"
 SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.VueNodes.Enabled": False}
 """Frontend settings of the test user: no first-run Templates dialog, no minimap, the classic canvas nodes."""
 
@@ -104,6 +105,8 @@ def start(comfyui: pathlib.Path, base: pathlib.Path, log_dir: pathlib.Path, star
     (base / "custom_nodes").mkdir()
     bank_dir.mkdir(parents=True)
     (nodes_dir / PACK_DIR_NAME).symlink_to(ROOT, target_is_directory=True)
+    # A test-only node (tests/live/probe) that reports wrappers, hooks and weights of a MODEL (tests/reliability).
+    (nodes_dir / PROBE_DIR_NAME).symlink_to(ROOT / "tests" / "live" / "probe", target_is_directory=True)
     for name in models.BANKS:
         shutil.copy(cache / "sliderspace" / name, bank_dir / name)
     settings = base / "user" / "default" / "comfy.settings.json"

@@ -1,0 +1,1 @@
+"""Fuzz tier: seeded hostile files against every reader of the pack (issue 16)."""
