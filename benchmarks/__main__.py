@@ -23,7 +23,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.f_toyworld": ("F1", "F2", "F3", "F4", "FA"),
     "benchmarks.e_elrond": ("E1", "E2"),
     "benchmarks.d_dist": ("D1", "D2"),
-    "benchmarks.f_elrond": ("F5", "F6", "F7"),
+    "benchmarks.f_elrond": ("F5", "F6", "F6B", "F7"),
     "benchmarks.f_concepts": ("F8", "F9", "F10", "F11"),
 }
 
