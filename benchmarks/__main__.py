@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 
 from benchmarks.common import Result
 
-# module name -> ids it produces; each module exposes ``run(quick: bool) -> list[Result]``
+# module name -> ids it produces; each module exposes ``run(quick: bool) -> list[Result]`` (modules whose run()
+# also takes ``only`` measure just the requested rows)
 MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.p1_sampler": ("P1",),
     "benchmarks.p2_embed": ("P2",),
@@ -22,6 +24,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.f_toyworld": ("F0", "F1", "F2", "F3", "F4", "FA"),
     "benchmarks.e_elrond": ("E1", "E2"),
     "benchmarks.d_dist": ("D1", "D2"),
+    "benchmarks.f_elrond": ("F5", "F6", "F6B", "F7"),
+    "benchmarks.f_concepts": ("F8", "F9", "F10", "F11"),
 }
 
 
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if not any(wanted(i) for i in ids):
             continue
         mod = importlib.import_module(mod_name)
-        for row in mod.run(quick=args.quick):
+        kwargs = {"only": only} if only and "only" in inspect.signature(mod.run).parameters else {}
+        for row in mod.run(quick=args.quick, **kwargs):
             if not wanted(row.id):
                 continue
             rows.append(row)

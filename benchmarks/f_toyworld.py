@@ -119,9 +119,23 @@ def f3(quick: bool) -> Result:
                   ">= 0.95", check(value, ">= 0.95"), note)
 
 
-def f4(quick: bool) -> Result:
+def diversity_and_accuracy(enc, images: torch.Tensor, shape_index: int) -> tuple[float, float]:
+    """F4's measures of one image set ``[B, 3, H, W]`` in [0, 1]: diversity (mean pairwise 1 − cos of the
+    encoder's embeddings) and the share the encoder's read-out head reads as shape ``shape_index``.
+    F7 (ELROND random directions, benchmarks/f_elrond.py) scores its images with this same function."""
     from sliderspace_core.common.encoders import embed_images
     from sliderspace_core.common.metrics import diversity
+
+    with torch.no_grad():
+        u = embed_images(enc, images, channels_last=False)
+        return diversity(u), float((enc.read_out(u)[1].argmax(1) == shape_index).float().mean())
+
+
+F4_LAST: dict[str, float] = {}
+"""F4's ratio and accuracy drop when measured in this process (F7 prints them side by side: ``--only F4,F7``)."""
+
+
+def f4(quick: bool) -> Result:
     from sliderspace_core.sliderspace.random_sliders import SparseSpec, draw_subset
     from toyworld.pipeline import EVAL_SEED0
     from toyworld.world import SHAPES
@@ -138,13 +152,12 @@ def f4(quick: bool) -> Result:
         plain = host.sample(seeds, disc.config.steps)
         sparse = host.sample(seeds, disc.config.steps, disc.bank.sliders, subsets)
         default = host.with_prompt(cfg=2.0).sample(seeds, disc.config.steps)
-        with torch.no_grad():
-            for imgs, div, acc in ((plain, plain_div, plain_acc), (sparse, sparse_div, sparse_acc),
-                                   (default, default_div, None)):
-                u = embed_images(enc, imgs, channels_last=False)
-                div.append(diversity(u))
-                if acc is not None:
-                    acc.append(float((enc.read_out(u)[1].argmax(1) == k).float().mean()))
+        for imgs, div, acc in ((plain, plain_div, plain_acc), (sparse, sparse_div, sparse_acc),
+                               (default, default_div, None)):
+            d, a = diversity_and_accuracy(enc, imgs, k)
+            div.append(d)
+            if acc is not None:
+                acc.append(a)
     ratio = sum(sparse_div) / sum(plain_div)
     drop = 100 * (sum(plain_acc) - sum(sparse_acc)) / len(SHAPES)
     clean = _clean_shape_accuracy()
@@ -155,6 +168,7 @@ def f4(quick: bool) -> Result:
             f"sparse {100 * sum(sparse_acc) / 3:.1f}% (drop {drop:.1f} points, bar <= 2); read-out head clean "
             f"accuracy {100 * clean:.1f}% on rendered images. Passes only if both bars hold; sliders trained on "
             "the collapsed model also move shape identity (see the demo grid), which costs accuracy")
+    F4_LAST.update(ratio=ratio, drop=drop, n=n)
     return Result("F4", "ToyWorld: random sparse (k=3) diversity / plain seeds at high guidance", ratio,
                   ">= 1.5", passed, note)
 

@@ -83,15 +83,16 @@ class _View:
 
     def __init__(self, kind: str, x: torch.Tensor, context: torch.Tensor | None) -> None:
         self.kind = kind
-        h, w = int(x.shape[-2]), int(x.shape[-1])
+        h, w = int(x.shape[-2]), int(x.shape[-1])  # the latent's; a UNet block's own grid is read in rows()
         if kind != "unet":  # FLUX patchifies 2x2
             h, w = (h + 1) // 2, (w + 1) // 2
         self.grid = (h, w)
         self.txt = int(context.shape[1]) if context is not None and kind == "single" else 0
 
     def rows(self, t):
-        if self.kind == "unet":
+        if self.kind == "unet":  # the block's own map: below the latent's size in every level but the first
             b, c = t.shape[:2]
+            self.grid = (int(t.shape[-2]), int(t.shape[-1]))
             return t.reshape(b, c, -1).transpose(1, 2)
         if self.kind == "double":
             return t[0] if isinstance(t, tuple) else t
@@ -130,7 +131,8 @@ class BlockHook:
             held["in"] = view.rows(x).clone()
 
         def post(mod, a, kw, out):
-            new = self.fn(view.rows(out), held.pop("in", None), labels, sigma, view.grid)
+            rows = view.rows(out)  # sets view.grid for a UNet block
+            new = self.fn(rows, held.pop("in", None), labels, sigma, view.grid)
             return None if new is None else view.put(out, new)
 
         handles = [module.register_forward_pre_hook(pre, with_kwargs=True)] if self.needs_input else []

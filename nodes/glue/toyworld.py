@@ -23,6 +23,7 @@ import comfy.model_base
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.ops
+import comfy.patcher_extension
 import comfy.sd
 import comfy.supported_models_base
 import torch
@@ -59,6 +60,19 @@ class ComfyToyUNet(UNet):
         cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
         super().__init__(cfg, ops=operations or comfy.ops.disable_weight_init)
         self.to(device=device)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor,
+                transformer_options: dict | None = None, **kwargs) -> torch.Tensor:
+        """As ComfyUI's own UNet: the call runs through the MODEL's ``DIFFUSION_MODEL`` wrappers (block capture
+        and SAE steering hook in there); without this they never fire on ToyWorld."""
+        opts = transformer_options if transformer_options is not None else {}
+        wrappers = comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, opts)
+        return comfy.patcher_extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
+            x, timesteps, context, opts, **kwargs)
+
+    def _forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, transformer_options: dict,
+                 **kwargs) -> torch.Tensor:
+        return UNet.forward(self, x, timesteps, context, **kwargs)
 
 
 class ToyWorld(comfy.supported_models_base.BASE):

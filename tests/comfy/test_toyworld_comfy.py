@@ -103,3 +103,49 @@ def test_block_list_and_slider_targets_use_sd_names(comfy, world):
                       "output_blocks.1.1"]
     kv = family.target_modules(model.model.diffusion_model, "cross-attention k/v")
     assert len(kv) == 10 and all(n.endswith(("attn2.to_k", "attn2.to_v")) for n in kv)
+
+
+def test_sae_capture_and_steer_reach_toyworlds_blocks(comfy, world, tmp_path, monkeypatch):
+    """Block hooks ride ComfyUI's DIFFUSION_MODEL wrappers, which a diffusion model must run itself (as
+    ComfyUI's UNet does); before the loader's UNet did, capture on ToyWorld saw no evaluation and steering
+    changed nothing. The block's grid is its own map's (8×8 here), not the latent's (32×32): with the latent's,
+    concept maps and spatial masks of every UNet block below the first level were refused."""
+    import folder_paths
+
+    from .host import pack_module
+
+    topk, sae_mod = pack_module("sliderspace_core.decompose.topk_sae"), pack_module("sliderspace_core.concepts.sae")
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path))
+    C = comfy["classes"]
+    model, clip, vae, _ = world
+    pos, neg = _encode(comfy, clip, "a circle"), _encode(comfy, clip, "")
+    block, steps = "input_blocks.5.1", 4
+    with torch.inference_mode():
+        acts = _out(C["SliderSpaceSAECollectActivations"].execute(
+            model, pos, neg, block, "cond", 0.0, 1.0, 2, 0, steps, CFG, "euler", "karras", 32, 32, 0, "float32",
+            "tw"))[0]
+    assert (acts.height, acts.width, acts.d) == (8, 8, 64) and acts.rows == 2 * steps * 64
+    assert float(torch.cat(list(acts)).abs().max()) > 0
+
+    sae = topk.TopKSAE.create(64, topk.TopKSAEConfig(k=4, n_latents=128, seed=0))
+    csae = sae_mod.ConceptSAE(sae, block, torch.ones(128), torch.ones(128))
+    latent = {"samples": torch.zeros(1, 3, 32, 32)}
+
+    def run(m):
+        with torch.inference_mode():
+            return C["KSampler"]().sample(m, 3, steps, CFG, "euler", "karras", pos, neg, latent)[0]["samples"]
+
+    with torch.inference_mode():
+        steered = _out(C["SliderSpaceSAESteer"].execute(model, csae, "5:8", "global", "cond", "absolute", 0.0, 1.0,
+                                                        True, None))[0]
+        mask = torch.zeros(1, 32, 32)
+        mask[:, :16, :16] = 1.0
+        spatial = _out(C["SliderSpaceSAESteer"].execute(model, csae, "5:8", "spatial", "cond", "absolute", 0.0, 1.0,
+                                                        True, mask))[0]
+        maps, text = _out(C["SliderSpaceSAEConceptMap"].execute(model, csae, pos, neg, 3, steps, CFG, "euler",
+                                                                "karras", 32, 32, 0, 4, "", vae))
+    vanilla = run(model)
+    assert (run(steered) - vanilla).abs().max() > 1e-3
+    assert (run(spatial) - vanilla).abs().max() > 1e-3  # the mask is resized to the block's 8×8 grid
+    assert maps.ndim == 4 and text.count("feature") == 4  # the block's grid, not the latent's 32×32
+    assert torch.equal(run(model), vanilla)  # nothing left behind on the loaded MODEL
