@@ -231,7 +231,7 @@ def test_collect_node_clip_image_loss_space(tiny, collected, mods):
     cos = torch.nn.functional.cosine_similarity(grads.vectors, latent_grads.vectors)
     assert float(cos.abs().max()) < 0.99  # a different loss gives different gradients
     dirs = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 2, 2.5, 32, 20, 3e-5, 0))[0]
-    assert dirs.n_components == 2  # the set decomposes like a latent-loss one
+    assert dirs.n_components == 2 and dirs.source["loss_space"] == "clip image"  # provenance for the file
     err = mods.err.InputError
     with pytest.raises(err) as e:
         node.execute(**{**clip_args, "vae": None}, clip_vision=tiny.clip_vision)
