@@ -179,11 +179,17 @@ def embedding_losses(embedding: Tensor, target: Tensor) -> Tensor:
     return (e - t).square().sum(1)
 
 
-def embed_targets(embed: Callable[[Tensor], Tensor], latents: Tensor, batch_size: int) -> Tensor:
-    """(N, E) embeddings of every image's clean latent, chunk by chunk, without a graph (the fixed targets B)."""
+def embed_targets(embed: Callable[[Tensor], Tensor], latents: Tensor, batch_size: int,
+                  after_chunk: Callable[[], None] | None = None) -> Tensor:
+    """(N, E) embeddings of every image's clean latent, chunk by chunk, without a graph (the fixed targets B).
+    ``after_chunk()`` runs after each chunk (it may raise to stop)."""
+    chunks = []
     with torch.no_grad():
-        return torch.cat([embed(latents[i:i + batch_size]).detach().flatten(1)
-                          for i in range(0, int(latents.shape[0]), batch_size)])
+        for i in range(0, int(latents.shape[0]), batch_size):
+            chunks.append(embed(latents[i:i + batch_size]).detach().flatten(1))
+            if after_chunk is not None:
+                after_chunk()
+    return torch.cat(chunks)
 
 
 def _embedder(host: GradientHost, config: GradientConfig) -> Callable[[Tensor], Tensor] | None:
@@ -240,7 +246,8 @@ def collect_gradients(host: GradientHost, latents: Tensor, cond: Tensor, rows: S
 
     The loss is ``config.loss_space``'s; ``"clip image"`` needs an :class:`ImageEmbeddingHost`.
     ``cond`` (1, L, D) is the prompt's conditioning; ``sigma`` the noise level A is noised to.
-    ``on_batch(done, total)`` is called after every pass (it may raise to stop).
+    ``on_batch(done, total)`` is called after every pass (it may raise to stop), and with ``done`` 0 after
+    every chunk of target embeddings.
     """
     n = int(latents.shape[0])
     config.check(n)
@@ -258,7 +265,10 @@ def collect_gradients(host: GradientHost, latents: Tensor, cond: Tensor, rows: S
     losses = torch.empty(config.pairs, dtype=torch.float64)
     start = time.perf_counter()
     base = cond.detach()
-    targets = None if embed is None else embed_targets(embed, latents, config.batch_size)
+    targets = None
+    if embed is not None:  # progress stays at 0 while the targets are embedded; interrupt still works
+        targets = embed_targets(embed, latents, config.batch_size,
+                                None if on_batch is None else lambda: on_batch(0, config.pairs))
     for lo in range(0, config.pairs, config.batch_size):
         idx = pairs[lo:lo + config.batch_size]
         b = int(idx.shape[0])

@@ -174,7 +174,9 @@ class EmbedHost(ToyHost):
 def test_clip_image_loss_gradient_matches_float64_finite_difference():
     host, (lat, cond) = EmbedHost(), data()
     cfg = dict(pairs=8, batch_size=3, seed=5, normalize=False, loss_space="clip image")
-    gs = collect_gradients(host, lat, cond, [1, 2], 0.8, GradientConfig(**cfg))
+    seen: list[tuple[int, int]] = []
+    gs = collect_gradients(host, lat, cond, [1, 2], 0.8, GradientConfig(**cfg), lambda d, t: seen.append((d, t)))
+    assert seen == [(0, 8), (0, 8), (3, 8), (6, 8), (8, 8)]  # target chunks report too (interrupt works there)
     assert gs.config["loss_space"] == "clip image"
     assert host.calls[:2] == [False, False]  # the 6 targets B: embedded once each, in 2 chunks of 3, no graph
     assert host.calls[2:] == [True] * 3  # then one differentiable embedding per pass of pairs
