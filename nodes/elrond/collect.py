@@ -1,5 +1,8 @@
 """ELROND Collect Gradients: images from one prompt (sampled here, seeded, or a LATENT batch), image pairs,
-and one conditioning gradient per pair at the concept word's token rows (METHODS §2 steps 1-4)."""
+and one conditioning gradient per pair at the concept word's token rows (METHODS §2 steps 1-4).
+
+``loss_space`` "latent" (default, the paper's loss) compares latents; "clip image" decodes x̂0 and B with the
+VAE and compares their L2-normalised image embeddings (CLIP_VISION or the pack's image encoder)."""
 
 from __future__ import annotations
 
@@ -7,9 +10,10 @@ import torch
 from comfy_api.latest import io
 
 from ...sliderspace_core.common.errors import InputError
-from ...sliderspace_core.elrond.gradients import GradientConfig, check_pair_count
+from ...sliderspace_core.elrond.gradients import LOSS_SPACES, GradientConfig, check_pair_count
 from .. import sockets as S
 from ..glue.conditioning import collect_in_comfy, conditioning_space, first_usable_sigma, token_rows
+from ..glue.encoders import pick_encoder
 from ..glue.sampling import encode_text, sample_trajectories
 from ..glue.ui import Progress, node_errors
 
@@ -23,7 +27,9 @@ class CollectGradients(io.ComfyNode):
             node_id="ELRONDCollectGradients", display_name=cls.NAME, category=S.ELROND_CATEGORY,
             description="Samples images of one prompt (or takes a LATENT batch), forms random image pairs (A, B) and "
                         "collects, per pair, the gradient of ||x̂0(A noised to the first usable step) - B||² w.r.t. "
-                        "the conditioning vectors of the concept word (all its token pieces). Cond branch only.",
+                        "the conditioning vectors of the concept word (all its token pieces). Cond branch only. "
+                        "loss_space 'clip image' measures the loss between the L2-normalised image embeddings "
+                        "of the decoded x̂0 and B instead (needs vae and clip_vision or encoder).",
             inputs=[
                 io.Model.Input("model"),
                 io.Clip.Input("clip", tooltip="The text encoder; its tokenizer finds the word's token rows."),
@@ -47,7 +53,14 @@ class CollectGradients(io.ComfyNode):
                              "pairs per forward/backward pass."),
                 io.Boolean.Input("gradient_checkpointing", default=True,
                                  tooltip="Recompute block activations in backward: far less memory, ~1 more forward."),
+                io.Combo.Input("loss_space", options=list(LOSS_SPACES), default="latent",
+                               tooltip="latent: ||x̂0 - z_B||² (the paper). clip image: decode both with the VAE, "
+                                       "embed with the image encoder, squared distance of the unit embeddings "
+                                       "(= 2 - 2 cos; the authors' CLIP-space variant). Needs vae + clip_vision."),
                 io.Latent.Input("latents", optional=True, tooltip="Use these images instead of sampling."),
+                io.Vae.Input("vae", optional=True, tooltip="Decodes x̂0 and B for loss_space 'clip image'."),
+                io.ClipVision.Input("clip_vision", optional=True, tooltip="Image encoder for loss_space 'clip image'."),
+                S.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
             ],
             outputs=[S.Gradients.Output(display_name="gradients"), io.Latent.Output(display_name="latents"),
                      io.String.Output(display_name="info")],
@@ -56,8 +69,18 @@ class CollectGradients(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, prompt, word, negative, images, pairs, seed, steps, cfg, sampler_name, scheduler,
                 width, height, step, normalize, remove_common, batch_size, gradient_checkpointing,
-                latents=None) -> io.NodeOutput:
+                loss_space="latent", latents=None, vae=None, clip_vision=None, encoder=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
+            enc = None
+            if loss_space == "clip image":
+                if vae is None:
+                    raise InputError("vae", "loss_space 'clip image' decodes x̂0 and B, but no VAE is connected.",
+                                     "connect the checkpoint's VAE, or set loss_space to 'latent'.")
+                if clip_vision is None and encoder is None:
+                    raise InputError("clip_vision", "loss_space 'clip image' embeds the images, but no image encoder "
+                                     "is connected.", "connect a CLIP_VISION (Load CLIP Vision) or an open_clip "
+                                     "encoder, or set loss_space to 'latent'.")
+                enc = pick_encoder(clip_vision, encoder)
             positive = encode_text(clip, prompt)
             cond = positive[0][0]
             rows = token_rows(clip, prompt, word, n_rows=int(cond.shape[1]))
@@ -73,14 +96,19 @@ class CollectGradients(io.ComfyNode):
                 if z.ndim != 4:
                     raise InputError("latents", f"have shape {tuple(z.shape)}; expected image latents [B, C, h, w].",
                                      "connect image latents (e.g. from VAE Encode or a sampler).")
+            if enc is not None and int(getattr(vae, "latent_channels", z.shape[1])) != int(z.shape[1]):
+                raise InputError("vae", f"decodes {vae.latent_channels}-channel latents, but the images are "
+                                 f"{int(z.shape[1])}-channel latents (another model family).",
+                                 "connect the VAE of the checkpoint whose MODEL made the images.")
             config = GradientConfig(pairs=pairs, batch_size=batch_size, seed=seed % 2**63, normalize=normalize,
-                                    remove_common=remove_common)
+                                    remove_common=remove_common, loss_space=loss_space)
             grads = collect_in_comfy(model, positive, z.float(), rows, sigma, config, Progress(pairs, "gradients"),
                                      conditioning_space(clip, cond.shape[-1]), word.strip(), prompt,
-                                     gradient_checkpointing)
+                                     gradient_checkpointing, vae, enc)
             grads.config.update(step=index, steps=steps, scheduler=scheduler)
             info = (f"{len(grads)} gradients of width {grads.dim} for {word.strip()!r} (token rows {rows}) from {n} "
-                    f"images, sigma {sigma:.4g} (step {index}), {grads.config['seconds']:.1f} s; {grads.space}")
+                    f"images, sigma {sigma:.4g} (step {index}), {loss_space} loss, {grads.config['seconds']:.1f} s; "
+                    f"{grads.space}")
         return io.NodeOutput(grads, {"samples": z}, info)
 
 

@@ -136,6 +136,17 @@ def vae_decode_differentiable(vae, latent_vae_space: torch.Tensor) -> torch.Tens
     return vae.process_output(vae.first_stage_model.decode(z).float())[:, :3]
 
 
+def encoder_modules(encoder) -> list[nn.Module]:
+    """The torch modules of an image encoder (a ComfyUI CLIP_VISION wrapper, open_clip, or a module itself)."""
+    if hasattr(encoder, "cv"):
+        return [encoder.cv.model]
+    if isinstance(getattr(encoder, "model", None), nn.Module):
+        return [encoder.model]
+    if isinstance(encoder, nn.Module):  # an encoder that is itself a module (ToyWorld's)
+        return [encoder]
+    return []
+
+
 class ComfyTrainHost:
     """``TrainHost`` over the guider a sampler receives (x̂0 in model space) plus VAE and encoder."""
 
@@ -162,13 +173,7 @@ class _LoopSampler(comfy.samplers.Sampler):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
-        nets = [model_wrap.inner_model.diffusion_model, self.vae.first_stage_model]
-        if hasattr(self.encoder, "cv"):
-            nets.append(self.encoder.cv.model)
-        elif isinstance(getattr(self.encoder, "model", None), nn.Module):
-            nets.append(self.encoder.model)
-        elif isinstance(self.encoder, nn.Module):  # an encoder that is itself a module (ToyWorld's)
-            nets.append(self.encoder)
+        nets = [model_wrap.inner_model.diffusion_model, self.vae.first_stage_model, *encoder_modules(self.encoder)]
         with trainable_weights(*nets):  # after ComfyUI loaded (and maybe moved) the models
             self.run(ComfyTrainHost(model_wrap, extra_args, self.vae, self.encoder), latent_image.clone())
         return latent_image

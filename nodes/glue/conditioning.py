@@ -11,6 +11,9 @@ idiom), so ComfyUI loads the model and builds every extra input (SDXL's ``y``, F
 sampler swaps a batched leaf into the positive's ``c_crossattn`` for each pass and calls the guider: x̂0 on
 the cond branch only. FLUX's in-place adds break backward through its LayerNorms; while collecting, every
 LayerNorm of a FLUX model gets a cloned input (a forward pre-hook, removed in ``finally``).
+For ``loss_space="clip image"`` the host also has ``embed_image``: the latent is decoded by the VAE with its
+graph kept (``vae_decode_differentiable``) and embedded through the core's one preprocessing
+(``embed_images``) by a CLIP_VISION or the pack's image encoder; the VAE and encoder weights are frozen.
 
 Storage: gradients are kept in memory as one float32 (P, D) CPU tensor — 30 000 FLUX gradients (the
 paper's cap) are 0.5 GB, SD1.5's 92 MB — far below the model itself, so no shards are written.
@@ -18,6 +21,7 @@ paper's cap) are 0.5 GB, SD1.5's 92 MB — far below the model itself, so no sha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -29,9 +33,18 @@ from comfy.sdxl_clip import SDXLClipModel
 from comfy.text_encoders.flux import FluxClipModel
 from comfy_extras.nodes_custom_sampler import Guider_Basic
 
+from ...sliderspace_core.common.encoders import embed_images
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.elrond.gradients import GradientConfig, GradientSet, collect_gradients
-from .autograd import checkpointed_blocks, clone_conditioning, cloned_norm_inputs, frozen, trainable_weights
+from .autograd import (
+    checkpointed_blocks,
+    clone_conditioning,
+    cloned_norm_inputs,
+    encoder_modules,
+    frozen,
+    trainable_weights,
+    vae_decode_differentiable,
+)
 
 log = logging.getLogger("sliderspace.elrond")
 
@@ -95,10 +108,12 @@ def first_usable_sigma(model, steps: int, scheduler: str, step: int = 0) -> tupl
 
 
 class GuiderHost:
-    """The core's ``GradientHost`` over the guider a sampler receives: x̂0 on the cond branch."""
+    """The core's ``GradientHost`` over the guider a sampler receives: x̂0 on the cond branch (and, with a VAE
+    and an image encoder, the core's ``ImageEmbeddingHost``)."""
 
-    def __init__(self, model_wrap, extra_args: dict) -> None:
+    def __init__(self, model_wrap, extra_args: dict, vae=None, encoder=None) -> None:
         self.model_wrap, self.extra_args = model_wrap, extra_args
+        self.vae, self.encoder = vae, encoder
         self.inner = model_wrap.inner_model
         self.entries = model_wrap.conds["positive"]
         self.device = next(iter(self.entries))["model_conds"]["c_crossattn"].cond.device
@@ -110,6 +125,14 @@ class GuiderHost:
     def noised(self, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         d = self.x_device
         return self.inner.model_sampling.noise_scaling(sigma.to(d), noise.to(d, x0.dtype), x0.to(d), False)
+
+    def embed_image(self, latent: torch.Tensor) -> torch.Tensor:
+        """Model-space latents → image embeddings (decode keeps the graph; the core's preprocessing)."""
+        if self.vae is None or self.encoder is None:
+            raise InputError("vae", "the clip image loss needs a VAE and an image encoder.",
+                             "connect vae and clip_vision (or encoder), or use loss_space 'latent'.")
+        images = vae_decode_differentiable(self.vae, self.inner.process_latent_out(latent))
+        return embed_images(self.encoder, images, channels_last=False, normalize=False)
 
     def predict_x0(self, x_t: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         saved = [e["model_conds"]["c_crossattn"] for e in self.entries]
@@ -125,30 +148,42 @@ class GuiderHost:
 class _GradientSampler(comfy.samplers.Sampler):
     """A 'sampler' whose sampling is gradient collection; returns the latents unchanged."""
 
-    def __init__(self, run: Callable[[GuiderHost], None], checkpointing: bool = False) -> None:
-        self.run, self.checkpointing = run, checkpointing
+    def __init__(self, run: Callable[[GuiderHost], None], checkpointing: bool = False, vae=None,
+                 encoder=None) -> None:
+        self.run, self.checkpointing, self.vae, self.encoder = run, checkpointing, vae, encoder
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         net = model_wrap.inner_model.diffusion_model
-        with trainable_weights(net), frozen(net), cloned_norm_inputs(net), checkpointed_blocks(net, self.checkpointing):
-            self.run(GuiderHost(model_wrap, extra_args))
+        extra = [] if self.vae is None else [self.vae.first_stage_model, *encoder_modules(self.encoder)]
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(trainable_weights(net, *extra))  # after ComfyUI loaded (and maybe moved) them
+            for m in (net, *extra):
+                stack.enter_context(frozen(m))
+            stack.enter_context(cloned_norm_inputs(net))
+            stack.enter_context(checkpointed_blocks(net, self.checkpointing))
+            self.run(GuiderHost(model_wrap, extra_args, self.vae, self.encoder))
         return latent_image
 
 
 def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: list[int], sigma: float,
                      config: GradientConfig, progress: Callable[[int, int], None] | None = None,
-                     space: str = "", word: str = "", prompt: str = "", checkpointing: bool = False) -> GradientSet:
+                     space: str = "", word: str = "", prompt: str = "", checkpointing: bool = False,
+                     vae=None, encoder=None) -> GradientSet:
     """Per-pair gradients w.r.t. ``positive``'s conditioning rows ``rows``, for ``latents_vae`` (VAE space,
     as a LATENT holds them) through ComfyUI's guider for ``model``. The input conditioning is not changed.
-    ``checkpointing`` recomputes block activations in backward (less memory, one more forward)."""
+    ``checkpointing`` recomputes block activations in backward (less memory, one more forward).
+    ``vae`` and ``encoder`` (a core ``ImageEncoder``) are needed for ``config.loss_space == "clip image"``."""
     if len(positive) != 1:
         raise InputError("conditioning", f"has {len(positive)} entries.", "use the conditioning of ONE prompt.")
     out: dict[str, GradientSet] = {}
     with torch.inference_mode(False), torch.enable_grad():
         latents = latents_vae.clone() if latents_vae.is_floating_point() else latents_vae.float()
         head = latents[: max(1, min(config.batch_size, len(latents)))]
-        mm.load_models_gpu([model], force_full_load=True)
+        if config.loss_space == "latent":
+            vae = encoder = None
+        extra = [] if vae is None else [vae.patcher] + ([encoder.cv.patcher] if hasattr(encoder, "cv") else [])
+        mm.load_models_gpu([model, *extra], force_full_load=True)
         guider = Guider_Basic(model)
         guider.set_conds(clone_conditioning(positive))
 
@@ -157,6 +192,6 @@ def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: lis
             out["g"] = collect_gradients(host, z, host.base_cond(), rows, sigma, config, progress, space, word, prompt)
 
         sigmas = torch.tensor([max(float(sigma), 1e-3), 0.0])  # the guider wants a schedule; we use our sigma
-        sampler = _GradientSampler(run, checkpointing)
+        sampler = _GradientSampler(run, checkpointing, vae, encoder)
         guider.sample(torch.zeros_like(head), head, sampler, sigmas, seed=0, disable_pbar=True)
     return out["g"]

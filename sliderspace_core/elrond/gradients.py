@@ -2,11 +2,18 @@
 
 For a pair (A, B) of images sampled from one prompt, A's clean latent is noised to one (the first, noisiest
 usable) sigma, the denoiser predicts x̂0 under the prompt's conditioning c, and the loss is the mean squared
-error between x̂0 and B's clean latent. The gradient of that loss w.r.t. c, read at the concept token's
-rows, is one row of the gradient set. A word split into several token pieces uses all of them: the row is
-the SUM of the pieces' gradients — exactly the gradient w.r.t. one offset added to every piece's vector,
-which is how Apply Directions edits them. "Remove common" first subtracts the gradient's mean over all token
-positions; "normalize" then scales each row to unit L2 norm (gradient norms vary ~50x across pairs).
+error between x̂0 and B's clean latent (``loss_space="latent"``, the paper's loss). The authors' CLIP-image-space
+variant (``loss_space="clip image"``) decodes x̂0 and B's latent to images, embeds both with an image encoder
+(the host's ``embed_image``) and takes the squared distance of the L2-normalised embeddings,
+‖ê(x̂0) − ê(z_B)‖² = 2 − 2·cos: a loss on what the images show rather than on every latent value. The
+normalisation makes it independent of the encoder's embedding scale and matches how SliderSpace compares
+CLIP embeddings; B's embedding is a fixed target, computed once per image without a graph.
+
+The gradient of the loss w.r.t. c, read at the concept token's rows, is one row of the gradient set. A word
+split into several token pieces uses all of them: the row is the SUM of the pieces' gradients — exactly the
+gradient w.r.t. one offset added to every piece's vector, which is how Apply Directions edits them.
+"Remove common" first subtracts the gradient's mean over all token positions; "normalize" then scales each
+row to unit L2 norm (gradient norms vary ~50x across pairs).
 
 Pairs in one batch share a single backward pass: the conditioning leaf has one copy per pair, and each
 pair's loss depends only on its own copy, so the leaf's gradient holds every pair's gradient at once.
@@ -18,9 +25,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..common.errors import InputError
@@ -29,6 +37,8 @@ RANDPERM_MAX = 4_000_000
 """Up to this many possible pairs, pairs come from one seeded permutation of all of them."""
 NOISE_SEED_MIX = 0x9E3779B97F4A7C15
 """Mixes the run's seed into the per-pair noise seed (pair p draws its noise from its own generator)."""
+LOSS_SPACES = ("latent", "clip image")
+"""Where the pair loss is measured (see :class:`GradientConfig` ``loss_space``)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,14 @@ class GradientConfig:
     """Scale each gradient row to unit L2 norm."""
     remove_common: bool = False
     """Subtract the gradient's mean over all token positions before reading the token's rows."""
+    loss_space: Literal["latent", "clip image"] = "latent"
+    """``"latent"``: mean squared error between x̂0 and B's clean latent (the paper). ``"clip image"``: both
+    decoded and embedded by the host's ``embed_image``; loss = squared distance of the L2-normalised
+    embeddings (2 − 2·cos; the authors' CLIP-space variant)."""
 
     def check(self, n_images: int) -> None:
+        if self.loss_space not in LOSS_SPACES:
+            raise InputError("loss_space", f"is {self.loss_space!r}.", f"use one of {', '.join(LOSS_SPACES)}.")
         check_pair_count(self.pairs, n_images)
         if self.batch_size < 1:
             raise InputError("batch_size", f"is {self.batch_size}.", "use 1 or more pairs per pass.")
@@ -62,6 +78,15 @@ class GradientHost(Protocol):
 
     def noised(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> Tensor:
         """The host's forward process: ``x0`` noised to ``sigma`` with ``noise``."""
+        ...
+
+
+class ImageEmbeddingHost(GradientHost, Protocol):
+    """A host that can also measure the ``"clip image"`` loss."""
+
+    def embed_image(self, latent: Tensor) -> Tensor:
+        """``[B, ...]`` latents (the host's latent space, as x̂0) → ``[B, E]`` image embeddings: decode, then the
+        image encoder; differentiable w.r.t. ``latent``. Need not be normalised (the loss normalises)."""
         ...
 
 
@@ -147,6 +172,36 @@ def pair_losses(x0_hat: Tensor, target: Tensor) -> Tensor:
     return (x0_hat - target.to(x0_hat.device, x0_hat.dtype)).square().flatten(1).mean(1)
 
 
+def embedding_losses(embedding: Tensor, target: Tensor) -> Tensor:
+    """(B,) squared distance ‖ê − t̂‖² = 2 − 2·cos of the L2-normalised ``embedding`` and ``target`` rows."""
+    e = F.normalize(embedding.flatten(1), dim=1)
+    t = F.normalize(target.to(e.device, e.dtype).flatten(1), dim=1)
+    return (e - t).square().sum(1)
+
+
+def embed_targets(embed: Callable[[Tensor], Tensor], latents: Tensor, batch_size: int,
+                  after_chunk: Callable[[], None] | None = None) -> Tensor:
+    """(N, E) embeddings of every image's clean latent, chunk by chunk, without a graph (the fixed targets B).
+    ``after_chunk()`` runs after each chunk (it may raise to stop)."""
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, int(latents.shape[0]), batch_size):
+            chunks.append(embed(latents[i:i + batch_size]).detach().flatten(1))
+            if after_chunk is not None:
+                after_chunk()
+    return torch.cat(chunks)
+
+
+def _embedder(host: GradientHost, config: GradientConfig) -> Callable[[Tensor], Tensor] | None:
+    if config.loss_space == "latent":
+        return None
+    embed = getattr(host, "embed_image", None)
+    if not callable(embed):
+        raise InputError("loss_space", f"is {config.loss_space!r}, but no image encoder is available.",
+                         "connect a VAE and an image encoder (clip_vision or encoder), or use loss_space 'latent'.")
+    return embed
+
+
 def token_gradients(grad: Tensor, rows: Sequence[int], remove_common: bool = False,
                     normalize: bool = False) -> Tensor:
     """(B, D): the gradient ``grad`` (B, L, D) read at ``rows`` (summed over a word's pieces)."""
@@ -189,8 +244,10 @@ def collect_gradients(host: GradientHost, latents: Tensor, cond: Tensor, rows: S
                       space: str = "", word: str = "", prompt: str = "") -> GradientSet:
     """One gradient per pair of ``latents`` (N, C, ...) (the host's latent space), at ``cond``'s ``rows``.
 
+    The loss is ``config.loss_space``'s; ``"clip image"`` needs an :class:`ImageEmbeddingHost`.
     ``cond`` (1, L, D) is the prompt's conditioning; ``sigma`` the noise level A is noised to.
-    ``on_batch(done, total)`` is called after every pass (it may raise to stop).
+    ``on_batch(done, total)`` is called after every pass (it may raise to stop), and with ``done`` 0 after
+    every chunk of target embeddings.
     """
     n = int(latents.shape[0])
     config.check(n)
@@ -202,11 +259,16 @@ def collect_gradients(host: GradientHost, latents: Tensor, cond: Tensor, rows: S
         raise _nonfinite("latents")
     if not bool(torch.isfinite(cond).all()):
         raise _nonfinite("cond")
+    embed = _embedder(host, config)
     pairs = make_pairs(n, config.pairs, config.seed)
     vectors = torch.empty(config.pairs, int(cond.shape[2]), dtype=torch.float32)
     losses = torch.empty(config.pairs, dtype=torch.float64)
     start = time.perf_counter()
     base = cond.detach()
+    targets = None
+    if embed is not None:  # progress stays at 0 while the targets are embedded; interrupt still works
+        targets = embed_targets(embed, latents, config.batch_size,
+                                None if on_batch is None else lambda: on_batch(0, config.pairs))
     for lo in range(0, config.pairs, config.batch_size):
         idx = pairs[lo:lo + config.batch_size]
         b = int(idx.shape[0])
@@ -216,7 +278,12 @@ def collect_gradients(host: GradientHost, latents: Tensor, cond: Tensor, rows: S
         with torch.no_grad():
             x_t = host.noised(a_lat, s, noise.to(latents.device, latents.dtype))
         leaf = base.expand(b, -1, -1).clone().requires_grad_(True)
-        loss = pair_losses(host.predict_x0(x_t, s, leaf), b_lat)
+        x0_hat = host.predict_x0(x_t, s, leaf)
+        if embed is None:
+            loss = pair_losses(x0_hat, b_lat)
+        else:
+            assert targets is not None
+            loss = embedding_losses(embed(x0_hat), targets[idx[:, 1].to(targets.device)])
         (grad,) = torch.autograd.grad(loss.sum(), leaf)
         g = token_gradients(grad.detach(), rows, config.remove_common)
         if not (bool(torch.isfinite(g).all()) and bool(torch.isfinite(loss).all())):
@@ -228,6 +295,7 @@ def collect_gradients(host: GradientHost, latents: Tensor, cond: Tensor, rows: S
         if on_batch is not None:
             on_batch(lo + b, config.pairs)
     cfg = {"pairs": config.pairs, "batch_size": config.batch_size, "seed": config.seed,
-           "normalize": config.normalize, "remove_common": config.remove_common, "n_images": n,
+           "normalize": config.normalize, "remove_common": config.remove_common, "loss_space": config.loss_space,
+           "n_images": n,
            "seconds": round(time.perf_counter() - start, 3)}
     return GradientSet(vectors, losses, pairs, float(sigma), space, word, prompt, rows, cfg)

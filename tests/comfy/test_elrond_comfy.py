@@ -215,3 +215,27 @@ def test_save_and_load_directions_nodes(collected, mods, tmp_path, monkeypatch):
     with pytest.raises(mods.err.InputError) as e:
         mods.fil.LoadDirections.execute("missing.safetensors")
     assert e.value.node == mods.fil.LoadDirections.NAME and e.value.input_name == "file"
+
+
+def test_collect_node_clip_image_loss_space(tiny, collected, mods):
+    args, (latent_grads, latents, _) = collected
+    node = mods.col.CollectGradients
+    clip_args = {**args, "loss_space": "clip image", "latents": latents, "vae": tiny.vae}
+    grads, _, info = _out(node.execute(**clip_args, clip_vision=tiny.clip_vision))
+    assert grads.vectors.shape == latent_grads.vectors.shape and torch.equal(grads.pairs, latent_grads.pairs)
+    assert bool(torch.isfinite(grads.vectors).all()) and bool(torch.isfinite(grads.losses).all())
+    assert torch.allclose(grads.vectors.norm(dim=1), torch.ones(8))  # normalised: no zero gradient among them
+    assert bool((grads.losses > 0).all()) and bool((grads.losses <= 4).all())  # 2 - 2 cos of unit embeddings
+    assert grads.config["loss_space"] == "clip image" and latent_grads.config["loss_space"] == "latent"
+    assert "clip image loss" in info
+    cos = torch.nn.functional.cosine_similarity(grads.vectors, latent_grads.vectors)
+    assert float(cos.abs().max()) < 0.99  # a different loss gives different gradients
+    dirs = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 2, 2.5, 32, 20, 3e-5, 0))[0]
+    assert dirs.n_components == 2 and dirs.source["loss_space"] == "clip image"  # provenance for the file
+    err = mods.err.InputError
+    with pytest.raises(err) as e:
+        node.execute(**{**clip_args, "vae": None}, clip_vision=tiny.clip_vision)
+    assert e.value.node == node.NAME and e.value.input_name == "vae" and "latent" in e.value.fix
+    with pytest.raises(err) as e:
+        node.execute(**clip_args)
+    assert e.value.node == node.NAME and e.value.input_name == "clip_vision" and "CLIP_VISION" in e.value.fix

@@ -152,3 +152,62 @@ def test_bad_inputs_name_their_input():
     with pytest.raises(InputError) as e:
         collect_gradients(ToyHost(), bad, cond, [1], 0.5, GradientConfig(pairs=3))
     assert e.value.input_name == "images"
+
+
+class EmbedHost(ToyHost):
+    """ToyHost plus ``embed_image``: a 'decoder' (linear + sigmoid to pixels) and a linear 'image encoder'."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        g = torch.Generator().manual_seed(seed + 100)
+        f = int(torch.tensor(SHAPE).prod())
+        self.dec = torch.randn(f, 3 * 8 * 8, generator=g, dtype=torch.float64) / f**0.5
+        self.enc = torch.randn(3 * 8 * 8, 5, generator=g, dtype=torch.float64) / 8.0
+        self.calls: list[bool] = []
+
+    def embed_image(self, latent):
+        self.calls.append(torch.is_grad_enabled())
+        pixels = torch.sigmoid(latent.flatten(1).double() @ self.dec)
+        return pixels @ self.enc + 0.3
+
+
+def test_clip_image_loss_gradient_matches_float64_finite_difference():
+    host, (lat, cond) = EmbedHost(), data()
+    cfg = dict(pairs=8, batch_size=3, seed=5, normalize=False, loss_space="clip image")
+    seen: list[tuple[int, int]] = []
+    gs = collect_gradients(host, lat, cond, [1, 2], 0.8, GradientConfig(**cfg), lambda d, t: seen.append((d, t)))
+    assert seen == [(0, 8), (0, 8), (3, 8), (6, 8), (8, 8)]  # target chunks report too (interrupt works there)
+    assert gs.config["loss_space"] == "clip image"
+    assert host.calls[:2] == [False, False]  # the 6 targets B: embedded once each, in 2 chunks of 3, no graph
+    assert host.calls[2:] == [True] * 3  # then one differentiable embedding per pass of pairs
+
+    def losses(c):
+        return collect_gradients(host, lat, c, [1, 2], 0.8, GradientConfig(**{**cfg, "batch_size": 8})).losses
+
+    v = torch.randn(D, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    eps = 1e-5
+    fd = (losses(add_to_rows(cond, [1, 2], eps * v)) - losses(add_to_rows(cond, [1, 2], -eps * v))) / (2 * eps)
+    analytic = gs.vectors.double() @ v
+    assert float(analytic.abs().max()) > 0
+    rel = (analytic - fd).abs().max() / fd.abs().max()
+    assert rel < 1e-2, float(rel)
+    # the loss is 2 - 2 cos of the embeddings, and the gradients are not the latent loss's
+    for p, (a, b) in enumerate(gs.pairs.tolist()):
+        x_t = host.noised(lat[a:a + 1], torch.tensor([0.8]), pair_noise(SHAPE, 5, p)[None].double())
+        e = host.embed_image(host.predict_x0(x_t, torch.tensor([0.8]), cond))
+        cos = torch.nn.functional.cosine_similarity(e, host.embed_image(lat[b:b + 1]))
+        torch.testing.assert_close(gs.losses[p], (2 - 2 * cos)[0], rtol=1e-9, atol=1e-12)
+    latent = collect_gradients(host, lat, cond, [1, 2], 0.8, GradientConfig(**{**cfg, "loss_space": "latent"}))
+    assert latent.config["loss_space"] == "latent"
+    cos = torch.nn.functional.cosine_similarity(latent.vectors, gs.vectors)
+    assert float(cos.abs().max()) < 0.99
+
+
+def test_clip_image_loss_needs_an_embedding_host():
+    _, (lat, cond) = ToyHost(), data()
+    with pytest.raises(InputError) as e:
+        collect_gradients(ToyHost(), lat, cond, [1], 0.5, GradientConfig(pairs=3, loss_space="clip image"))
+    assert e.value.input_name == "loss_space" and "encoder" in e.value.fix and "latent" in e.value.fix
+    with pytest.raises(InputError) as e:
+        collect_gradients(EmbedHost(), lat, cond, [1], 0.5, GradientConfig(pairs=3, loss_space="pixels"))  # type: ignore[arg-type]
+    assert e.value.input_name == "loss_space" and "clip image" in e.value.fix
