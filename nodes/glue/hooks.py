@@ -83,7 +83,7 @@ class _View:
 
     def __init__(self, kind: str, x: torch.Tensor, context: torch.Tensor | None) -> None:
         self.kind = kind
-        h, w = int(x.shape[-2]), int(x.shape[-1])
+        h, w = int(x.shape[-2]), int(x.shape[-1])  # the latent's grid; a UNet block's is read from its output
         if kind != "unet":  # FLUX patchifies 2x2
             h, w = (h + 1) // 2, (w + 1) // 2
         self.grid = (h, w)
@@ -130,6 +130,8 @@ class BlockHook:
             held["in"] = view.rows(x).clone()
 
         def post(mod, a, kw, out):
+            if view.kind == "unet":  # the block's own map: deeper UNet levels are downsampled from the latent
+                view.grid = (int(out.shape[-2]), int(out.shape[-1]))
             new = self.fn(view.rows(out), held.pop("in", None), labels, sigma, view.grid)
             return None if new is None else view.put(out, new)
 
