@@ -1,5 +1,6 @@
-"""SAE-concepts nodes end to end: collect → train → save / load → concept map → steer (tiny SD1.5), the
-sdxl-unbox import steering a tiny SDXL, and capture / steering on a tiny FLUX."""
+"""SAE-concepts nodes end to end: collect → train → save / load → concept map → steer (tiny SD1.5; and tiny
+SDXL at its downsampled style block), the sdxl-unbox import steering a tiny SDXL, and capture / steering on a
+tiny FLUX."""
 
 from __future__ import annotations
 
