@@ -40,7 +40,7 @@ def steer_application(cls, sae, settings: tuple, mask=None) -> str:
     named = {"W_dec": sae.sae.W_dec, "mean": sae.feature_mean}
     if mask is not None:
         named["mask"] = mask
-    return f"{fingerprint_state(named, samples=64)}:{settings!r}"
+    return f"{sae.block}:{fingerprint_state(named, samples=64)}:{settings!r}"
 
 
 class SAEConceptMap(io.ComfyNode):
@@ -128,7 +128,7 @@ class SAESteer(io.ComfyNode):
             ms = model.get_model_object("model_sampling")
             window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)
             settings = (sorted(chosen.items()), mode, apply_to, scale, start_percent, end_percent, suppress_outside)
-            key = steer_key(sae.block, steer_application(cls, sae, settings, mask if mode == "spatial" else None))
+            key = steer_key(steer_application(cls, sae, settings, mask if mode == "spatial" else None))
             if window.empty or not steerer.active:
                 return io.NodeOutput(without_key(model, key))
 

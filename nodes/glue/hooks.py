@@ -160,9 +160,9 @@ def without_key(model, key: str):
     return m
 
 
-def steer_key(block: str, application: str = "") -> str:
-    """The wrapper key of one SAE Steer application at ``block``: ``application`` names the node (its node
-    id in a prompt), so the same node applied again replaces its own steer while other nodes' steers, at the
-    same block or others, stay and compose in chain order (each block hook sees the output the steers before
-    it left)."""
-    return f"{PACK_KEY}:sae_steer:{block}:{application}"
+def steer_key(application: str) -> str:
+    """The wrapper key of one SAE Steer application: ``application`` names the node (its node id in a
+    prompt), so the same node applied again replaces its own steer (at whatever block) while other nodes'
+    steers, at the same block or others, stay and compose in chain order (each block hook sees the output the
+    steers before it left)."""
+    return f"{PACK_KEY}:sae_steer:{application}"

@@ -153,7 +153,7 @@ def test_exception_in_a_hook_leaves_nothing_behind(comfy, tiny, conds):
     def boom(*a):
         raise RuntimeError("hook failed")
 
-    m = hooks.with_block_hook(tiny.model, hooks.steer_key(BLOCK), BLOCK, boom)
+    m = hooks.with_block_hook(tiny.model, hooks.steer_key("a failing test steer"), BLOCK, boom)
     with pytest.raises(RuntimeError, match="hook failed"):
         sample(tiny, conds, m)
     _no_hooks_left(tiny)

@@ -110,6 +110,11 @@ def test_requeue_is_idempotent_and_a_node_replaces_only_its_own_steer(comfy, tin
                        sample(tiny, conds, first)[0])
     off = steer(comfy, steer(comfy, second, csae, "", uid="2"), csae, "3:0", uid="1")
     assert torch.equal(sample(tiny, conds, off)[0], vanilla)
+    # node 2 run again with an SAE at another block replaces its own steer there too
+    other = pack_module("sliderspace_core.concepts.sae").ConceptSAE(csae.sae, OTHER, csae.feature_mean,
+                                                                    csae.feature_std)
+    moved = steer(comfy, second, other, "17:-6", uid="2")
+    assert torch.equal(sample(tiny, conds, moved)[0], sample(tiny, conds, steer(comfy, first, other, "17:-6"))[0])
     # outside a prompt (no node id): the same steer again replaces, a different one composes
     same = steer(comfy, steer(comfy, tiny.model, csae, "3:8"), csae, "3:8")
     assert torch.equal(sample(tiny, conds, same)[0], sample(tiny, conds, first)[0])
