@@ -9,6 +9,7 @@ from ...sliderspace_core.common.schedule import SigmaWindow
 from ...sliderspace_core.common.textspec import parse_index_list
 from ...sliderspace_core.concepts.maps import concept_maps, heatmap_grid
 from ...sliderspace_core.concepts.steering import APPLY_TO, MODES, SCALES, Steerer, parse_features
+from ...sliderspace_core.sliderspace.bank import fingerprint_state
 from .. import sockets as S
 from ..glue.capture import capture_map
 from ..glue.family import model_family
@@ -26,6 +27,20 @@ def check_sae_for_model(csae, model, input_name: str = "sae") -> None:
     if width != csae.d:
         raise InputError(input_name, f"the SAE reads width {csae.d} but {csae.block} has width {width}.",
                          "use an SAE trained on this block of this model family.")
+
+
+def steer_application(cls, sae, settings: tuple, mask=None) -> str:
+    """Which SAE Steer applies: ComfyUI's node id, so running a node again replaces its own steer while other
+    Steer nodes in series (at the same block or others) compose with it. Called outside a prompt (no node
+    id), the SAE's content, the settings and the mask stand in for it: the same steer again replaces, a
+    different one composes."""
+    uid = getattr(cls.hidden, "unique_id", None) if cls.hidden is not None else None
+    if uid is not None:
+        return f"node {uid}"
+    named = {"W_dec": sae.sae.W_dec, "mean": sae.feature_mean}
+    if mask is not None:
+        named["mask"] = mask
+    return f"{sae.block}:{fingerprint_state(named, samples=64)}:{settings!r}"
 
 
 class SAEConceptMap(io.ComfyNode):
@@ -81,7 +96,8 @@ class SAESteer(io.ComfyNode):
             description="Adds SAE decoder directions to the SAE's block output inside a time window. Early "
                         "(0-0.4) steers composition, middle style, late only texture. Spatial mode adds inside "
                         "the MASK (resized to the block's grid by area averaging) and removes the features "
-                        "outside it; an all-zero mask turns the steer off. Re-applying at the same block replaces.",
+                        "outside it; an all-zero mask turns the steer off. Steer nodes in series compose, also "
+                        "at the same block (in chain order).",
             inputs=[
                 io.Model.Input("model"), S.SAE.Input("sae"),
                 io.String.Input("features", multiline=True, default="0:8",
@@ -111,7 +127,8 @@ class SAESteer(io.ComfyNode):
             steerer = Steerer(sae, chosen, mode, apply_to, scale, mask, suppress_outside)
             ms = model.get_model_object("model_sampling")
             window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)
-            key = steer_key(sae.block)
+            settings = (sorted(chosen.items()), mode, apply_to, scale, start_percent, end_percent, suppress_outside)
+            key = steer_key(steer_application(cls, sae, settings, mask if mode == "spatial" else None))
             if window.empty or not steerer.active:
                 return io.NodeOutput(without_key(model, key))
 

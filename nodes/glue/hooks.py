@@ -160,6 +160,9 @@ def without_key(model, key: str):
     return m
 
 
-def steer_key(block: str) -> str:
-    """One steer per block: re-applying at the same block replaces, other blocks compose."""
-    return f"{PACK_KEY}:sae_steer:{block}"
+def steer_key(application: str) -> str:
+    """The wrapper key of one SAE Steer application: ``application`` names the node (its node id in a
+    prompt), so the same node applied again replaces its own steer (at whatever block) while other nodes'
+    steers, at the same block or others, stay and compose in chain order (each block hook sees the output the
+    steers before it left)."""
+    return f"{PACK_KEY}:sae_steer:{application}"

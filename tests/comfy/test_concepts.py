@@ -135,7 +135,14 @@ def test_requeue_does_not_stack_and_input_is_not_mutated(comfy, tiny, conds, csa
     twice = steer(comfy, once, csae)
     assert torch.equal(sample(tiny, conds, once)[0], sample(tiny, conds, twice)[0])
     assert {k: dict(v) for k, v in tiny.model.wrappers.items()} == before
-    off = steer(comfy, once, csae, "3:0")  # turning it off on a steered model removes the earlier steer
+    # the same node (its node id) turned off on its own output removes its earlier steer
+    from comfy_api.latest import io
+
+    node = comfy["classes"]["SliderSpaceSAESteer"].PREPARE_CLASS_CLONE({io.Hidden.unique_id: "9"})
+    with torch.inference_mode():
+        on = _out(node.execute(tiny.model, csae, "3:8", "global", "cond", "typical activation", 0.0, 1.0, True))[0]
+        off = _out(node.execute(on, csae, "3:0", "global", "cond", "typical activation", 0.0, 1.0, True))[0]
+    assert not torch.equal(sample(tiny, conds, on)[0], sample(tiny, conds, tiny.model)[0])
     assert torch.equal(sample(tiny, conds, off)[0], sample(tiny, conds, tiny.model)[0])
 
 
@@ -146,7 +153,7 @@ def test_exception_in_a_hook_leaves_nothing_behind(comfy, tiny, conds):
     def boom(*a):
         raise RuntimeError("hook failed")
 
-    m = hooks.with_block_hook(tiny.model, hooks.steer_key(BLOCK), BLOCK, boom)
+    m = hooks.with_block_hook(tiny.model, hooks.steer_key("a failing test steer"), BLOCK, boom)
     with pytest.raises(RuntimeError, match="hook failed"):
         sample(tiny, conds, m)
     _no_hooks_left(tiny)

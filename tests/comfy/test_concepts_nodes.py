@@ -1,5 +1,6 @@
-"""SAE-concepts nodes end to end: collect → train → save / load → concept map → steer (tiny SD1.5), the
-sdxl-unbox import steering a tiny SDXL, and capture / steering on a tiny FLUX."""
+"""SAE-concepts nodes end to end: collect → train → save / load → concept map → steer (tiny SD1.5; and tiny
+SDXL at its downsampled style block), the sdxl-unbox import steering a tiny SDXL, and capture / steering on a
+tiny FLUX."""
 
 from __future__ import annotations
 
@@ -141,3 +142,44 @@ def test_flux_blocks_capture_exactly_and_steer(comfy, tiny, block):
     assert torch.equal(sample(tiny, (pos, neg), steer(comfy, mp, c, "3:0"))[0], vanilla)
     assert not torch.equal(sample(tiny, (pos, neg), steer(comfy, mp, c, "3:4"))[0], vanilla)
     assert not any(m_._forward_hooks for m_ in mp.model.diffusion_model.modules())
+
+
+def test_sdxl_collect_train_map_steer_through_the_nodes(comfy, tiny, dirs):
+    """The whole SAE graph on a tiny SDXL-shaped model at SDXL's style block (output_blocks.1.1, 128 wide here)."""
+    from .families import build_vae
+
+    mp, vae = build("SDXL", 0), build_vae("SDXL")
+    pos, neg = _sdxl_inputs(mp)
+    block = "output_blocks.1.1"
+    blocks = run(comfy, "SliderSpaceSAEListBlocks", mp)[0]
+    assert f"{block}  (width 128)  [style: up_blocks.0.attentions.1]" in blocks
+    acts = run(comfy, "SliderSpaceSAECollectActivations", mp, pos, neg, block, "both", 0.0, 1.0, 2, 7, STEPS, 5.0,
+               "euler", "normal", SIZE, SIZE, 16, "float32", "sdxl")[0]
+    assert acts.block == block and acts.d == 128 and acts.rows == 2 * STEPS * 2 * 16
+    assert (acts.height, acts.width) == (SIZE // 16, SIZE // 16)  # the block's own (downsampled) map, not the latent's
+    assert bool(torch.isfinite(torch.cat(list(acts))).all())
+    sae = run(comfy, "SliderSpaceSAETrain", acts, 256, 8, 32, 1e-3, 64, 1, 0)[0]
+    assert (sae.block, sae.d, sae.n_features, sae.sae.metadata["family"]) == (block, 128, 256, "SDXL")
+    assert bool(torch.isfinite(sae.sae.W_dec).all()) and float(sae.feature_mean.max()) > 0
+    maps, feats = run(comfy, "SliderSpaceSAEConceptMap", mp, sae, pos, neg, 5, STEPS, 5.0, "euler", "normal", SIZE,
+                      SIZE, 0, 3, "", vae)
+    assert maps.ndim == 4 and maps.shape[-1] == 3 and bool(torch.isfinite(maps).all()) and feats.count("feature") == 3
+    top = int(feats.split(":")[0].split()[-1])
+    vanilla = sample(tiny, (pos, neg), mp)[0]
+    assert torch.equal(sample(tiny, (pos, neg), steer(comfy, mp, sae, f"{top}:0"))[0], vanilla)
+    steered = sample(tiny, (pos, neg), steer(comfy, mp, sae, f"{top}:10"))[0]
+    assert steered.shape == vanilla.shape and bool(torch.isfinite(steered).all()) and not torch.equal(steered, vanilla)
+    mask = torch.zeros(SIZE, SIZE)
+    mask[: SIZE // 2] = 1.0  # area-resized to the block's 4x4 grid
+    spatial = sample(tiny, (pos, neg), steer(comfy, mp, sae, f"{top}:10", mode="spatial", mask=mask))[0]
+    assert bool(torch.isfinite(spatial).all()) and not torch.equal(spatial, vanilla)
+    # the width check reads the SDXL model's block: an SAE of another width at that block is refused
+    sae_mod, topk = pack_module("sliderspace_core.concepts.sae"), pack_module("sliderspace_core.decompose.topk_sae")
+    wide = sae_mod.ConceptSAE(topk.TopKSAE.create(320, topk.TopKSAEConfig(k=4, n_latents=640)), block,
+                              torch.ones(640), torch.ones(640))
+    with pytest.raises(ValueError, match=f"width 320 but {block} has width 128"):
+        steer(comfy, mp, wide)
+    _raises(lambda: steer(comfy, tiny.model, sae), "SliderSpace SAE Steer", "sae")  # an SDXL SAE on SD1.5
+    _raises(lambda: run(comfy, "SliderSpaceSAECollectActivations", mp, pos, neg, "input_blocks.8.1", "both", 0.0,
+                        1.0, 1, 0, STEPS, 5.0, "euler", "normal", SIZE, SIZE, 16, "float32", "x"),
+            "SliderSpace SAE Collect Activations", "block")
