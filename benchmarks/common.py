@@ -54,3 +54,18 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int = 3) ->
             fn()
             best[k] = min(best[k], time.perf_counter() - t0)
     return best
+
+
+def timed_rows(fns: tuple[Callable[[bool], Result], ...], quick: bool,
+               only: set[str] | None = None) -> list[Result]:
+    """Run row functions (named after their ids, e.g. ``f6b``), skipping ids not in ``only``; each row's
+    note ends with its wall time."""
+    rows = []
+    for fn in fns:
+        if only and fn.__name__.upper() not in only:
+            continue
+        t0 = time.perf_counter()
+        row = fn(quick)
+        row.note += f" [{time.perf_counter() - t0:.0f}s]"
+        rows.append(row)
+    return rows

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import toyworld_comfy as tw
-from benchmarks.common import Result, check
+from benchmarks.common import Result, check, timed_rows
 
 BLOCK = "input_blocks.5.1"
 PROMPT = "a circle"
@@ -254,12 +254,4 @@ def f9(quick: bool) -> Result:
 
 
 def run(quick: bool, only: set[str] | None = None) -> list[Result]:
-    rows = []
-    for fn in (f10, f11, f8, f9):
-        if only and fn.__name__.upper() not in only:
-            continue
-        t0 = time.perf_counter()
-        row = fn(quick)
-        row.note += f" [{time.perf_counter() - t0:.0f}s]"
-        rows.append(row)
-    return rows
+    return timed_rows((f10, f11, f8, f9), quick, only)

@@ -17,13 +17,12 @@
 from __future__ import annotations
 
 import re
-import time
 from functools import cache
 
 import torch
 
 from benchmarks import toyworld_comfy as tw
-from benchmarks.common import Result, check
+from benchmarks.common import Result, check, timed_rows
 
 F5_TOP = 6
 STRENGTH = 1.0
@@ -197,12 +196,4 @@ def f7(quick: bool) -> Result:
 
 
 def run(quick: bool, only: set[str] | None = None) -> list[Result]:
-    rows = []
-    for fn in (f5, f6, f6b, f7):
-        if only and fn.__name__.upper() not in only:
-            continue
-        t0 = time.perf_counter()
-        row = fn(quick)
-        row.note += f" [{time.perf_counter() - t0:.0f}s]"
-        rows.append(row)
-    return rows
+    return timed_rows((f5, f6, f6b, f7), quick, only)

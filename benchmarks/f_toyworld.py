@@ -11,12 +11,11 @@ F4's shape accuracy uses the encoder's read-out head (its clean accuracy is in t
 
 from __future__ import annotations
 
-import time
 from functools import cache
 
 import torch
 
-from benchmarks.common import Result, check
+from benchmarks.common import Result, check, timed_rows
 
 COLLAPSED_CFG = 8.0
 """The "collapsed setting": guidance this high (the default is 2) — see F4's note for what it does."""
@@ -196,11 +195,5 @@ def fa(quick: bool) -> Result:
                   note)
 
 
-def run(quick: bool) -> list[Result]:
-    rows = []
-    for fn in (f0, f1, f2, f3, f4, fa):
-        t0 = time.perf_counter()
-        row = fn(quick)
-        row.note += f" [{time.perf_counter() - t0:.0f}s]"
-        rows.append(row)
-    return rows
+def run(quick: bool, only: set[str] | None = None) -> list[Result]:
+    return timed_rows((f0, f1, f2, f3, f4, fa), quick, only)
