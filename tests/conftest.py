@@ -63,3 +63,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def long_run(request: pytest.FixtureRequest) -> bool:
     """True under ``--long``: tests scale their counts up to the README figure."""
     return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: small tensors on a shared 2-core machine, where a second thread only adds
+    barrier waits. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -22,13 +22,7 @@ FORMATS = {"SD15": ("comfy", "kohya", "peft"), "SDXL": ("comfy", "kohya", "peft"
            "Flux": ("comfy", "kohya", "peft")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small tensors on a shared 2-core machine: a second thread only adds barrier waits (10x slower)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 def random_bank(model, targets, seed: int, ranks=(1, 2, 1, 1)):

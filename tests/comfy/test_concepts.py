@@ -12,12 +12,7 @@ STEPS = 6
 BLOCK = "middle_block.1"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 @pytest.fixture(scope="module")

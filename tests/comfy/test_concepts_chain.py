@@ -14,12 +14,7 @@ from .test_discovery import SIZE, _out
 OTHER = "input_blocks.1.1"  # another 320-wide block of the tiny SD1.5 UNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 def node(comfy, uid: str | None):

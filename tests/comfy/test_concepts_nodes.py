@@ -15,13 +15,7 @@ from .host import pack_module
 from .test_concepts import STEPS, sample, steer
 from .test_discovery import SIZE, _out, _raises
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 @pytest.fixture

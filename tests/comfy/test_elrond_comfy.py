@@ -12,12 +12,7 @@ from .host import pack_module
 PROMPT = "a photo of a dog on sliderspace grass"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 @pytest.fixture(scope="module")

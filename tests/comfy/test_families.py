@@ -28,12 +28,7 @@ EXPECTED_MODULES = {  # what the auto preset must select on the tiny models
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from sliderspace_core.concepts.steering import Steerer, parse_features, resize_m
 from sliderspace_core.decompose.topk_sae import TopKSAE, TopKSAEConfig, save_sae
 from sliderspace_core.decompose.topk_train import train_sae
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 def _planted(n_rows=6000, d=16, atoms=24, k=3, seed=0):

@@ -31,12 +31,7 @@ D = 48
 SPACE = "conditioning:SD1ClipModel:48"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 def planted_set(r: int = 5, n: int = 1500, seed: int = 0) -> tuple[GradientSet, torch.Tensor]:

@@ -21,12 +21,7 @@ from sliderspace_core.elrond.gradients import (
 L, D, SHAPE = 6, 12, (3, 4, 4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 class ToyHost:

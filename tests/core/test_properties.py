@@ -22,13 +22,7 @@ from sliderspace_core.decompose.pca import fit_pca, fix_signs
 from sliderspace_core.sliderspace.bank import parse_scales
 from sliderspace_core.sliderspace.random_sliders import SparseSpec, draw_subset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 # ------------------------------------------------------------------------------------------------ PCA

@@ -29,12 +29,7 @@ D, M, K = 32, 64, 4  # input width, planted atoms, atoms per row
 CFG = TopKSAEConfig(k=K, n_latents=M, auxk=None, lr=3e-3, batch_size=256, epochs=4, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 def planted(n: int, seed: int = 0, noise: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,6 @@ import shutil
 import time
 
 import pytest
-import torch
 
 from sliderspace_core.common.errors import InputError
 
@@ -30,12 +29,7 @@ SEED = 16
 OUT = ROOT / "artifacts" / "reliability"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
 def fuzz(fmt: Format, count: int, workdir: str) -> dict:
