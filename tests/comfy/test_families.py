@@ -16,6 +16,7 @@ import torch
 
 from .families import FAMILIES, LATENT_CHANNELS, build_family, build_model
 from .host import pack_module
+from .test_bank_export import LogLines
 from .test_discovery import _out
 
 SIZE, STEPS, N_TRAJ = 32, 3, 3
@@ -213,15 +214,6 @@ def test_slider_grid_zero_column_is_stock_sampling(comfy, chain):
     assert not torch.equal(cells[0], cells[2])
 
 
-class _Log(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def test_export_loads_with_no_key_lost_and_equals_apply(comfy, chain, folders):
     c = chain
     ex, banks = pack_module("sliderspace_core.sliderspace.export"), pack_module("nodes.sliderspace.banks")
@@ -229,7 +221,7 @@ def test_export_loads_with_no_key_lost_and_equals_apply(comfy, chain, folders):
     for fmt in ex.key_formats(c.name):
         name = _out(banks.ExportSliderLoRA.execute(c.bank, scales, fmt, f"{c.name}_{fmt}", model=c.fam.model))[0]
         assert os.path.exists(folders["loras"] / name)
-        log = _Log()
+        log = LogLines()
         logging.getLogger().addHandler(log)
         try:
             with torch.inference_mode():
