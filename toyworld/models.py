@@ -14,7 +14,7 @@ world's factors and shape linearly readable; ``head`` is the separate read-out u
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -29,10 +29,15 @@ from .unet import UNet, UNetConfig
 from .world import FACTORS, SHAPES
 
 __all__ = ["CONTEXT_LEN", "RHO", "SIGMA_DATA", "SIGMA_MAX", "SIGMA_MIN", "VOCAB", "Denoiser", "DenoiserConfig",
-           "Encoder", "EncoderConfig", "config_dict", "tokenize"]
+           "Encoder", "EncoderConfig", "config_dict", "denoiser_config", "known_fields",
+           "tokenize"]
 
 SIGMA_DATA = 0.5
-SIGMA_MIN, SIGMA_MAX, RHO = 0.02, 10.0, 7.0  # the sampler's Karras schedule (ComfyUI's model sampling too)
+SIGMA_MIN, SIGMA_MAX, RHO = 0.02, 80.0, 7.0
+"""The sampler's Karras schedule (ComfyUI's model sampling too). σ_max is EDM's 80, not 10: at σ 10 the image-wide
+mean of the noise (std 10/√3072 ≈ 0.18) is smaller than the background's spread (≈ 0.4), so a sampler starting
+there inherits a background already half decided by the noise and squeezed to mid-grey (KS 0.22–0.24 against
+0.10–0.13 from 80, on the same weights: README). Training is unchanged (EDM's log-normal σ)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,20 @@ class Encoder(nn.Module):
         """Factors ``[B, 5]`` and shape logits ``[B, 3]`` from L2-normalised embeddings."""
         out = self.head(unit_embedding)
         return out[:, :len(FACTORS)], out[:, len(FACTORS):]
+
+
+def known_fields(cls, d: dict) -> dict:
+    """The entries of ``d`` that name fields of dataclass ``cls`` (JSON lists become tuples): metadata from
+    another version of the config loads with what this version knows."""
+    names = {f.name for f in fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+
+
+def denoiser_config(d: dict) -> DenoiserConfig:
+    """The :class:`DenoiserConfig` a weights file's ``config`` metadata describes (unknown keys ignored)."""
+    return DenoiserConfig(unet=UNetConfig(**known_fields(UNetConfig, d.get("unet", {}))),
+                          text=TextConfig(**known_fields(TextConfig, d.get("text", {}))),
+                          **{k: v for k, v in d.items() if k == "sigma_data"})
 
 
 def config_dict(cfg: DenoiserConfig | EncoderConfig) -> dict:

@@ -20,11 +20,22 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sliderspace_core.common.encoders import preprocess
 
-from .models import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, Denoiser, DenoiserConfig, Encoder, EncoderConfig, config_dict
+from .models import (
+    SIGMA_DATA,
+    SIGMA_MAX,
+    SIGMA_MIN,
+    Denoiser,
+    DenoiserConfig,
+    Encoder,
+    EncoderConfig,
+    config_dict,
+    denoiser_config,
+)
 from .text import CONTEXT_LEN, VOCAB, tokenize, tokenize_batch
 from .world import captions, render, sample_factors, sample_shapes
 
@@ -44,7 +55,7 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
 
 
 def draw_sigmas(n: int, g: torch.Generator, uniform_share: float) -> torch.Tensor:
-    """EDM's log-normal σ (P_mean −1.2, P_std 1.2), a ``uniform_share`` of them log-uniform on the range."""
+    """EDM's log-normal σ (P_mean −1.2, P_std 1.2), a ``uniform_share`` of them log-uniform on [σ_min, σ_max]."""
     sigma = (torch.randn(n, generator=g) * 1.2 - 1.2).exp()
     if uniform_share > 0:
         lo, hi = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
@@ -61,16 +72,18 @@ def caption_tokens(shapes: torch.Tensor, factors: torch.Tensor, g: torch.Generat
 def train_denoiser(seed: int, steps: int = DENOISER_STEPS, batch: int = 32, lr: float = 2e-3,
                    ema: float = 0.998, log_every: int = 200,
                    captions: Callable[..., torch.Tensor] = caption_tokens,
-                   uniform_share: float = UNIFORM_SHARE) -> Denoiser:
+                   uniform_share: float = UNIFORM_SHARE, cfg: DenoiserConfig | None = None) -> Denoiser:
     """The EMA weights of a denoiser trained ``steps`` steps from ``seed``.
 
     ``captions(shapes, factors, generator)`` gives each image's prompt tokens (experiments swap it).
     ``uniform_share``: the fraction of each batch whose σ is log-uniform on the sampler's range
     [σ_min, σ_max] instead of EDM's log-normal, so the high σ where layout is decided get trained.
+    ``cfg``: the architecture (default :class:`DenoiserConfig`, the shipped one).
     """
     torch.manual_seed(seed)
-    model = Denoiser(DenoiserConfig())
-    avg = Denoiser(DenoiserConfig())
+    cfg = cfg or DenoiserConfig()
+    model = Denoiser(cfg)
+    avg = Denoiser(cfg)
     avg.load_state_dict(model.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(seed + 1)
@@ -152,7 +165,10 @@ def save(model: Denoiser | Encoder, path: Path, seed: int, steps: int) -> None:
 
 
 def load_denoiser(path: Path | str = WEIGHTS / DENOISER_FILE) -> Denoiser:
-    model = Denoiser(DenoiserConfig())
+    """The denoiser a weights file holds, built from the config in its metadata."""
+    with safe_open(str(path), "pt") as f:
+        config = json.loads((f.metadata() or {}).get("config", "{}"))
+    model = Denoiser(denoiser_config(config))
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval()
 

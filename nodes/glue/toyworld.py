@@ -15,7 +15,6 @@ shipped weights (``toyworld/weights``):
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import comfy.latent_formats
@@ -33,7 +32,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ...sliderspace_core.common.errors import InputError
-from ...toyworld.models import SIGMA_MAX, SIGMA_MIN, Encoder, EncoderConfig
+from ...toyworld.models import SIGMA_MAX, SIGMA_MIN, Encoder, EncoderConfig, known_fields
 from ...toyworld.text import CONTEXT_LEN, END, PAD, START, VOCAB, TextConfig, TextEncoder, check_length, word_ids
 from ...toyworld.unet import UNet, UNetConfig
 
@@ -57,7 +56,7 @@ class ComfyToyUNet(UNet):
     """ToyWorld's UNet as ComfyUI's ``BaseModel`` builds a diffusion model: config keywords + ``operations``."""
 
     def __init__(self, device=None, operations=None, dtype=None, **config) -> None:
-        cfg = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        cfg = UNetConfig(**known_fields(UNetConfig, config))
         super().__init__(cfg, ops=operations or comfy.ops.disable_weight_init)
         self.to(device=device)
 
@@ -158,14 +157,9 @@ def _sub(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
-def _known(cls, cfg: dict) -> dict:
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in cfg.items() if k in names}
-
-
 def load_model(sd: dict[str, torch.Tensor], config: dict) -> comfy.model_patcher.ModelPatcher:
     """The denoiser as a ComfyUI MODEL (``BaseModel`` + EDM sampling) in a ``ModelPatcher``."""
-    unet_cfg = _known(UNetConfig, config.get("unet", {}))
+    unet_cfg = known_fields(UNetConfig, config.get("unet", {}))
     model = ToyWorld(unet_cfg).get_model({}, device=mm.unet_offload_device())
     missing, unexpected = model.diffusion_model.load_state_dict(_sub(sd, "diffusion_model."), strict=False)
     if missing or unexpected:
@@ -178,7 +172,7 @@ def load_model(sd: dict[str, torch.Tensor], config: dict) -> comfy.model_patcher
 def load_clip(sd: dict[str, torch.Tensor], config: dict) -> comfy.sd.CLIP:
     """The text encoder as a ComfyUI CLIP usable by stock CLIP Text Encode."""
     target = comfy.supported_models_base.ClipTarget(ToyWorldTokenizer, ToyWorldTextModel)
-    target.params = {"text_config": _known(TextConfig, config.get("text", {}))}
+    target.params = {"text_config": known_fields(TextConfig, config.get("text", {}))}
     clip = comfy.sd.CLIP(target, model_options={"dtype": torch.float32})
     clip.load_sd(_sub(sd, "text_encoder."))
     return clip
@@ -192,7 +186,7 @@ def pixel_vae() -> comfy.sd.VAE:
 def load_encoder(path: Path) -> Encoder:
     """The CNN image encoder (the core ``ImageEncoder`` interface)."""
     sd, config = _read(path, "Encoder")
-    enc = Encoder(EncoderConfig(**_known(EncoderConfig, config)))
+    enc = Encoder(EncoderConfig(**known_fields(EncoderConfig, config)))
     enc.load_state_dict(sd, strict=True)
     return enc.eval()
 
