@@ -19,6 +19,10 @@ from benchmarks.common import Result, check, timed_rows
 
 COLLAPSED_CFG = 8.0
 """The "collapsed setting": guidance this high (the default is 2) — see F4's note for what it does."""
+TOP = 6
+"""F1/F2 score the first this many sliders."""
+F4_K = 3
+"""F4: sliders per generation of Random Sparse Sliders (the paper's k; fixed scale 1, no sign flips)."""
 
 
 @cache
@@ -29,32 +33,65 @@ def _host():
     return build_host()
 
 
-@cache
-def _discovery(space: str = "embedding", prompt: str = "a circle", cfg: float = 2.0, seed: int = 0,
-               train: bool = True, quick: bool = False):
-    from toyworld.pipeline import DiscoveryConfig, discover
+def discovery_config(space: str = "embedding", prompt: str = "a circle", cfg: float = 2.0, seed: int = 0,
+                     quick: bool = False):
+    """The rows' ``DiscoveryConfig`` (defaults; ``quick``: 40 trajectories, 40 iterations)."""
+    from toyworld.pipeline import DiscoveryConfig
 
     dcfg = DiscoveryConfig(prompt=prompt, cfg=cfg, seed=seed, space=space)
     if quick:
         dcfg.n_trajectories, dcfg.iterations = 40, 40
-    return discover(_host(), dcfg, train=train)
+    return dcfg
+
+
+def n_eval_seeds(quick: bool) -> int:
+    """Held-out seeds each row scores on (64; quick 16)."""
+    return 16 if quick else 64
+
+
+@cache
+def _discovery(space: str = "embedding", prompt: str = "a circle", cfg: float = 2.0, seed: int = 0,
+               train: bool = True, quick: bool = False):
+    from toyworld.pipeline import discover
+
+    return discover(_host(), discovery_config(space, prompt, cfg, seed, quick), train=train)
 
 
 @cache
 def _scores(space: str, quick: bool):
     from toyworld.pipeline import score_sliders
 
-    return score_sliders(_discovery(space, quick=quick), top=6, n_seeds=16 if quick else 64)
+    return score_sliders(_discovery(space, quick=quick), top=TOP, n_seeds=n_eval_seeds(quick))
 
 
 def _pc_factors(disc, top: int = 6) -> str:
-    """Each PCA component's best-correlated factor on the final images, e.g. ``2:x(+0.81)``."""
     from toyworld.pipeline import component_factors
+
+    return pc_factor_text(component_factors(disc, top))
+
+
+def pc_factor_text(r: torch.Tensor) -> str:
+    """Each PCA component's best-correlated factor, e.g. ``2:x(+0.81)``, from ``[top, 5]`` correlations."""
     from toyworld.world import FACTORS
 
-    r = component_factors(disc, top)
     best = r.abs().argmax(1)
     return ", ".join(f"{i}:{FACTORS[int(b)]}({float(r[i, b]):+.2f})" for i, b in enumerate(best))
+
+
+def per_slider_text(s) -> str:
+    """F2's per-slider summary of ``SliderScores``: ``i:dominant purity (Δ mean change of it)``."""
+    mc = s.mean_change
+    return "; ".join(f"{i}:{dom} {p:.2f} (Δ {mc[j, int(mc[j].abs().argmax())]:+.3f})"
+                     for j, (i, dom, p) in enumerate(zip(s.indices, s.dominant, s.purity.tolist(), strict=True)))
+
+
+def stability_text(a, b, cos: torch.Tensor) -> str:
+    """F3's note on two PCA bases ``a``, ``b`` and the matched |cos| of their top-3 vectors."""
+    return (f"matched |cos| of the top-3 PCA vectors, trajectory seeds 0.. vs 100000..: "
+            f"{[round(v, 3) for v in cos.tolist()]}; explained-variance ratios "
+            f"{[round(v, 3) for v in a.explained_variance_ratio[:4].tolist()]} vs "
+            f"{[round(v, 3) for v in b.explained_variance_ratio[:4].tolist()]}. A component whose variance is close "
+            "to the next one's (small eigen-gap) can rotate between runs")
 
 
 def f0(quick: bool) -> Result:
@@ -92,10 +129,7 @@ def f2(quick: bool) -> Result:
     s = _scores("embedding", quick)
     d = _discovery(quick=quick)
     med = float(s.purity.median())
-    mc = s.mean_change
-    per = "; ".join(f"{i}:{dom} {p:.2f} (Δ {mc[j, int(mc[j].abs().argmax())]:+.3f})"
-                    for j, (i, dom, p) in enumerate(zip(s.indices, s.dominant, s.purity.tolist(), strict=True)))
-    note = (f"per slider: {per}; held-out median cos(Δφ_i, v_i) per slider "
+    note = (f"per slider: {per_slider_text(s)}; held-out median cos(Δφ_i, v_i) per slider "
             f"{[round(v, 2) for v in d.alignment.tolist()]} (median {float(d.alignment.median()):.3f})")
     return Result("F2", "ToyWorld: median purity of the top-6 sliders (>= 64 seeds)", med, ">= 0.7",
                   check(med, ">= 0.7"), note)
@@ -108,12 +142,7 @@ def f3(quick: bool) -> Result:
     b = _discovery(seed=1, train=False, quick=quick).basis
     cos = matched_cosines(a.components[:3], b.components[:3])
     value = float(cos.min())
-    note = (f"matched |cos| of the top-3 PCA vectors, trajectory seeds 0.. vs 100000..: "
-            f"{[round(v, 3) for v in cos.tolist()]}; explained-variance ratios "
-            f"{[round(v, 3) for v in a.explained_variance_ratio[:4].tolist()]} vs "
-            f"{[round(v, 3) for v in b.explained_variance_ratio[:4].tolist()]}. A component whose variance is close "
-            "to the next one's (small eigen-gap) can rotate between runs; "
-            f"{a.n_samples} embeddings per fit")
+    note = f"{stability_text(a, b, cos)}; {a.n_samples} embeddings per fit"
     return Result("F3", "ToyWorld: stability, min matched |cos| of top-3 basis vectors, 2 seeds", value,
                   ">= 0.95", check(value, ">= 0.95"), note)
 
@@ -136,21 +165,32 @@ F4_LAST: dict[str, float] = {}
 
 def f4(quick: bool) -> Result:
     from sliderspace_core.sliderspace.random_sliders import SparseSpec, draw_subset
-    from toyworld.pipeline import EVAL_SEED0
+    from toyworld.pipeline import eval_seeds
     from toyworld.world import SHAPES
 
-    n = 16 if quick else 64
-    spec = SparseSpec(k=3)
-    enc = _host().encoder
-    plain_div, sparse_div, plain_acc, sparse_acc, default_div = [], [], [], [], []
-    for k, shape in enumerate(SHAPES):
+    n = n_eval_seeds(quick)
+    spec = SparseSpec(k=F4_K)
+    sets = []
+    for shape in SHAPES:
         disc = _discovery(prompt=f"a {shape}", cfg=COLLAPSED_CFG, quick=quick)
         host = disc.host
-        seeds = [EVAL_SEED0 + i for i in range(n)]
+        seeds = eval_seeds(n)
         subsets = [draw_subset(spec, len(disc.bank), s) for s in seeds]
-        plain = host.sample(seeds, disc.config.steps)
-        sparse = host.sample(seeds, disc.config.steps, disc.bank.sliders, subsets)
-        default = host.with_prompt(cfg=2.0).sample(seeds, disc.config.steps)
+        sets.append((host.sample(seeds, disc.config.steps),
+                     host.sample(seeds, disc.config.steps, disc.bank.sliders, subsets),
+                     host.with_prompt(cfg=2.0).sample(seeds, disc.config.steps)))
+    row, drop = f4_result("F4", sets, _host().encoder, n)
+    F4_LAST.update(ratio=row.value, drop=drop, n=n)
+    return row
+
+
+def f4_result(row_id: str, sets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], enc, n: int,
+              label: str = "ToyWorld", how: str = "") -> tuple[Result, float]:
+    """F4's row and its shape-accuracy drop (points) from image sets per shape (``SHAPES`` order): (plain at
+    cfg 8, random sparse at cfg 8, plain at the default cfg 2), each ``[n, 3, H, W]`` in [0, 1]; diversity and
+    shape accuracy read with ``enc``. ``label`` starts the measure's text, ``how`` the note."""
+    plain_div, sparse_div, plain_acc, sparse_acc, default_div = [], [], [], [], []
+    for k, (plain, sparse, default) in enumerate(sets):
         for imgs, div, acc in ((plain, plain_div, plain_acc), (sparse, sparse_div, sparse_acc),
                                (default, default_div, None)):
             d, a = diversity_and_accuracy(enc, imgs, k)
@@ -158,27 +198,26 @@ def f4(quick: bool) -> Result:
             if acc is not None:
                 acc.append(a)
     ratio = sum(sparse_div) / sum(plain_div)
-    drop = 100 * (sum(plain_acc) - sum(sparse_acc)) / len(SHAPES)
-    clean = _clean_shape_accuracy()
+    drop = 100 * (sum(plain_acc) - sum(sparse_acc)) / len(sets)
+    clean = clean_shape_accuracy(enc)
     passed = check(ratio, ">= 1.5") and drop <= 2.0
-    note = (f"cfg {COLLAPSED_CFG:g}, 3 prompts x {n} seeds, k=3 fixed scale 1 (reference); diversity plain "
+    note = (f"{how}cfg {COLLAPSED_CFG:g}, 3 prompts x {n} seeds, k=3 fixed scale 1 (reference); diversity plain "
             f"{[round(v, 4) for v in plain_div]} → sparse {[round(v, 4) for v in sparse_div]} (default cfg 2: "
             f"{[round(v, 4) for v in default_div]}); shape accuracy plain {100 * sum(plain_acc) / 3:.1f}% → "
             f"sparse {100 * sum(sparse_acc) / 3:.1f}% (drop {drop:.1f} points, bar <= 2); read-out head clean "
             f"accuracy {100 * clean:.1f}% on rendered images. Passes only if both bars hold; sliders trained on "
             "the collapsed model also move shape identity (see the demo grid), which costs accuracy")
-    F4_LAST.update(ratio=ratio, drop=drop, n=n)
-    return Result("F4", "ToyWorld: random sparse (k=3) diversity / plain seeds at high guidance", ratio,
-                  ">= 1.5", passed, note)
+    return Result(row_id, f"{label}: random sparse (k=3) diversity / plain seeds at high guidance", ratio,
+                  ">= 1.5", passed, note), drop
 
 
-def _clean_shape_accuracy(n: int = 1024) -> float:
+def clean_shape_accuracy(enc, n: int = 1024) -> float:
+    """Share of ``n`` rendered images (fixed draw) whose shape ``enc``'s read-out head reads right."""
     from sliderspace_core.common.encoders import embed_images
     from toyworld.world import render, sample_factors, sample_shapes
 
     g = torch.Generator().manual_seed(4242)
     shapes, factors = sample_shapes(n, g), sample_factors(n, g)
-    enc = _host().encoder
     with torch.no_grad():
         logits = enc.read_out(embed_images(enc, render(shapes, factors), channels_last=False))[1]
     return float((logits.argmax(1) == shapes).float().mean())

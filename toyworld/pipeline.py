@@ -3,7 +3,8 @@
 :func:`discover` = trajectories → embed → PCA → train one slider per component and score its held-out
 alignment (the core ``train_bank``, the same entry the Train Sliders node calls) → a core ``SliderBank``.
 :func:`slider_effects` and :func:`purity` score what each slider does to the world's factors, read
-analytically from pixels (``world.measure_factors``).
+analytically from pixels (``world.measure_factors``); :func:`factor_effects` and :func:`scores_from_effects`
+score images from any sampler (benchmarks/f_toyworld_nodes.py: ComfyUI's, on the loaded MODEL).
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class DiscoveryConfig:
     space: str = "embedding"
     """``embedding`` (the method) or ``pixels`` (ablation: PCA and loss on raw pixels)."""
 
+    @property
+    def first_seed(self) -> int:
+        """Seed of trajectory 0 (trajectory ``i`` uses ``first_seed + i``)."""
+        return self.seed * 100_000
+
 
 @dataclass
 class Discovery:
@@ -99,7 +105,7 @@ def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool
         raise ValueError(f"space must be 'embedding' or 'pixels', got {cfg.space!r}")
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    traj = host.trajectories(cfg.n_trajectories, cfg.seed * 100_000, cfg.steps, cfg.keep_mode, cfg.keep_every)
+    traj = host.trajectories(cfg.n_trajectories, cfg.first_seed, cfg.steps, cfg.keep_mode, cfg.keep_every)
     times["trajectories"] = time.perf_counter() - t0
     train_rows, _ = split_held_out(traj.n_trajectories)
     fit_traj = Trajectories(traj.x0[train_rows], traj.steps, traj.sigmas, traj.total_steps, traj.prompts,
@@ -144,12 +150,22 @@ def discover(host: ToyWorldHost, cfg: DiscoveryConfig | None = None, train: bool
 def slider_effects(host: ToyWorldHost, sliders: Sequence[Slider], indices: Sequence[int], scale: float,
                    seeds: Sequence[int], steps: int = 16, start_step: int = 0) -> torch.Tensor:
     """``[len(indices), len(seeds), 5]``: factor(slider i at ``scale``) − factor(no slider), same noise."""
-    shape = prompt_shape(host.prompt)
-    base = measure_factors(host.sample(seeds, steps), shape)
-    out = torch.empty(len(indices), len(seeds), len(FACTORS))
+    return factor_effects(lambda scales: host.sample(seeds, steps, sliders, scales, start_step),
+                          prompt_shape(host.prompt), indices, scale)
+
+
+def factor_effects(sample: Callable[[dict[int, float] | None], torch.Tensor], shape: str, indices: Sequence[int],
+                   scale: float) -> torch.Tensor:
+    """``[len(indices), n_seeds, 5]``: factors read from ``sample({i: scale})`` − from ``sample(None)``.
+
+    ``sample(scales)`` returns the final images ``[n_seeds, 3, H, W]`` in [0, 1] of the same seeds with those
+    sliders on (``None``: none); any sampler can stand behind it (ToyWorld's own, or ComfyUI's on a MODEL
+    patched by Apply Slider Bank).
+    """
+    base = measure_factors(sample(None), shape)
+    out = torch.empty(len(indices), base.shape[0], len(FACTORS))
     for j, i in enumerate(indices):
-        moved = host.sample(seeds, steps, sliders, {int(i): float(scale)}, start_step)
-        out[j] = measure_factors(moved, shape) - base
+        out[j] = measure_factors(sample({int(i): float(scale)}), shape) - base
     return out
 
 
@@ -201,15 +217,25 @@ class SliderScores:
         return len(set(self.dominant))
 
 
+def eval_seeds(n: int) -> list[int]:
+    """The ``n`` held-out seeds every slider is scored on."""
+    return [EVAL_SEED0 + i for i in range(n)]
+
+
+def scores_from_effects(indices: Sequence[int], effects: torch.Tensor, scale: float) -> SliderScores:
+    """Dominant factor and purity of each slider from its ``[n, n_seeds, 5]`` factor changes."""
+    dom, pur = purity(effects)
+    return SliderScores(list(indices), effects, [FACTORS[int(d)] for d in dom], pur, scale)
+
+
 def score_sliders(disc: Discovery, top: int = 6, n_seeds: int = 64, scale: float = EVAL_SCALE,
                   start_step: int = 0) -> SliderScores:
     """Factor changes, dominant factor and purity of the first ``top`` sliders of a trained discovery."""
     assert disc.bank is not None, "train the discovery first"
     idx = list(range(min(top, len(disc.bank))))
-    seeds = [EVAL_SEED0 + i for i in range(n_seeds)]
-    eff = slider_effects(disc.host, disc.bank.sliders, idx, scale, seeds, disc.config.steps, start_step)
-    dom, pur = purity(eff)
-    return SliderScores(idx, eff, [FACTORS[int(d)] for d in dom], pur, scale)
+    eff = slider_effects(disc.host, disc.bank.sliders, idx, scale, eval_seeds(n_seeds), disc.config.steps,
+                         start_step)
+    return scores_from_effects(idx, eff, scale)
 
 
 @torch.no_grad()
@@ -219,9 +245,16 @@ def component_factors(disc: Discovery, top: int = 6) -> torch.Tensor:
     Computed on the final x̂0 of the discovery's own trajectories: which world factor (if any) the
     basis direction itself follows, before any slider is trained.
     """
-    from sliderspace_core.sliderspace.training import embed
+    final = disc.host.decode(disc.trajectories.x0[:, -1].float())
+    return basis_factor_correlations(final, disc.host.encoder, disc.basis, prompt_shape(disc.host.prompt), top)
 
-    final = disc.trajectories.x0[:, -1].float()
-    factors = measure_factors(disc.host.decode(final), prompt_shape(disc.host.prompt))
-    proj = (embed(disc.host, final) - disc.basis.mean) @ disc.basis.components[:top].T
+
+@torch.no_grad()
+def basis_factor_correlations(images: torch.Tensor, encoder, basis: Basis, shape: str, top: int = 6) -> torch.Tensor:
+    """``[top, 5]`` Pearson r between the projections of ``images`` (``[N, 3, H, W]`` in [0, 1], embedded with
+    ``encoder``, L2-normalised) on the first ``top`` basis directions and the factors read from them."""
+    from sliderspace_core.common.encoders import embed_images
+
+    factors = measure_factors(images, shape)
+    proj = (embed_images(encoder, images, channels_last=False) - basis.mean) @ basis.components[:top].T
     return torch.corrcoef(torch.cat([proj, factors], 1).T)[:top, top:]

@@ -65,21 +65,51 @@ def test_stock_ksampler_matches_toyworlds_own_sampler(comfy, world, native):
     EDM class inherits); ToyWorld's own sampler at noise·σ_max. Scaling the noise handed to ComfyUI by
     σ/√(1 + σ²) gives both the same start, and from there the runs must agree.
     """
-    import comfy.sample as comfy_sample
-
     model, clip, vae, _ = world
-    pos, neg = _encode(comfy, clip, "a red circle"), _encode(comfy, clip, "")
     seeds = [3, 4]
-    sigma_max = float(karras_sigmas(STEPS)[0])
-    noise = seed_noise(seeds) * sigma_max / (1 + sigma_max**2) ** 0.5
-    latent = torch.zeros_like(noise)
-    with torch.inference_mode():
-        out = comfy_sample.sample(model, noise, STEPS, CFG, "euler", "karras", pos, neg, latent,
-                                  disable_pbar=True, seed=0)
-        images = vae.decode(out)
+    images = _ksample(model, vae, _encode(comfy, clip, "a red circle"), _encode(comfy, clip, ""), seeds)
     torch.testing.assert_close(model.model.model_sampling.sigma_max.float(), karras_sigmas(STEPS)[0])
     want = native.sample(seeds, STEPS)  # [B, 3, H, W] in [0, 1]
-    torch.testing.assert_close(images.movedim(-1, 1), want, rtol=0, atol=1e-4)
+    torch.testing.assert_close(images, want, rtol=0, atol=1e-4)
+
+
+def _ksample(model, vae, pos, neg, seeds) -> torch.Tensor:
+    """ComfyUI's sampler (what KSampler calls) from ToyWorld's seed noise, started where ToyWorld's sampler
+    starts; images ``[B, 3, H, W]`` in [0, 1]."""
+    import comfy.sample as comfy_sample
+
+    sigma_max = float(karras_sigmas(STEPS)[0])
+    noise = seed_noise(seeds) * sigma_max / (1 + sigma_max**2) ** 0.5
+    with torch.inference_mode():
+        out = comfy_sample.sample(model, noise, STEPS, CFG, "euler", "karras", pos, neg, torch.zeros_like(noise),
+                                  disable_pbar=True, seed=0)
+        return vae.decode(out).movedim(-1, 1).float()
+
+
+def test_apply_slider_bank_from_the_first_step_is_the_core_hosts_merged_slider(comfy, world, native):
+    """F1c/F2c (benchmarks/f_toyworld_nodes.py) score a slider on images ComfyUI samples from the MODEL patched by
+    Apply Slider Bank at start_percent 0; F1/F2 on ToyWorld's host with the slider merged from step 0
+    (``score_sliders``). Same slider, same seeds: the same images, and not the slider-free ones."""
+    from sliderspace_core.sliderspace.bank import Slider
+
+    from .host import pack_module
+
+    bk, fam = pack_module("sliderspace_core.sliderspace.bank"), pack_module("nodes.glue.family")
+    model, clip, vae, _ = world
+    modules = fam.target_modules(model.model.diffusion_model, "cross-attention k/v")
+    g = torch.Generator().manual_seed(0)
+    down = {n: torch.randn(1, m.in_features, generator=g) / m.in_features**0.5 for n, m in modules.items()}
+    up = {n: torch.randn(m.out_features, 1, generator=g) for n, m in modules.items()}
+    bank = bk.SliderBank([bk.Slider(down, up)], bk.BankMeta(**fam.model_facts(model, modules)))
+    with torch.inference_mode():
+        patched = _out(comfy["classes"]["SliderSpaceApplySliderBank"].execute(model, bank, "0:1", 1.0, 0.0, 1.0))[0]
+    seeds = [5, 6]
+    images = _ksample(patched, vae, _encode(comfy, clip, "a circle"), _encode(comfy, clip, ""), seeds)
+    host = native.with_prompt("a circle")
+    core = Slider(*({f"diffusion_model.{n}": t for n, t in f.items()} for f in (down, up)))  # the host's names
+    want = host.sample(seeds, STEPS, [core], {0: 1.0}, start_step=0)
+    assert (want - host.sample(seeds, STEPS)).abs().max() > 0.1  # the slider changes the images
+    torch.testing.assert_close(images, want, rtol=0, atol=1e-4)
 
 
 def test_pack_nodes_sample_full_size_pixel_latents(comfy, world):
@@ -149,3 +179,30 @@ def test_sae_capture_and_steer_reach_toyworlds_blocks(comfy, world, tmp_path, mo
     assert (run(spatial) - vanilla).abs().max() > 1e-3  # the mask is resized to the block's 8×8 grid
     assert maps.ndim == 4 and text.count("feature") == 4  # the block's grid, not the latent's 32×32
     assert torch.equal(run(model), vanilla)  # nothing left behind on the loaded MODEL
+
+
+def test_node_discovery_gives_the_core_pipelines_pca_basis(comfy, world, native):
+    """Trajectory Sampler → CLIP Embed (ToyWorld's encoder) → PCA Decompose on the loaded MODEL finds the basis
+    ToyWorld's core pipeline (``toyworld.pipeline.discover``, which the F1–F4 rows use) finds from the same
+    seeds: what lets F1c–F4c (benchmarks/f_toyworld_nodes.py) stand for the nodes. 4 trajectories: fewer than 5,
+    so the core fit keeps every one, as the node chain does. The only input difference is ComfyUI's start
+    noise·√(1+σ_max²) against ToyWorld's noise·σ_max (relative 8e-5 at σ_max 80)."""
+    from toyworld.pipeline import DiscoveryConfig, discover, matched_cosines
+
+    model, clip, vae, enc = world
+    C = comfy["classes"]
+    n, k = 4, 4
+    cfg = DiscoveryConfig(prompt="a circle", cfg=CFG, n_trajectories=n, n_sliders=k)
+    with torch.inference_mode():
+        traj = _out(C["SliderSpaceTrajectorySampler"].execute(
+            model, clip, cfg.prompt, "", n, cfg.first_seed, STEPS, CFG, "euler", "karras", 32, 32, n,
+            "every step", 1, "float16"))[0]
+        emb = _out(C["SliderSpaceClipEmbed"].execute(64, trajectories=traj, vae=vae, encoder=enc))[0]
+        basis = _out(C["SliderSpacePCADecompose"].execute(emb, k, "auto", 0))[0]
+    core = discover(native, cfg, train=False)
+    assert core.embeddings.vectors.shape == emb.vectors.shape == (n * STEPS, emb.vectors.shape[1])
+    torch.testing.assert_close(emb.vectors, core.embeddings.vectors, rtol=0, atol=1e-3)
+    cos = matched_cosines(basis.components[:k], core.basis.components[:k])
+    assert cos.min() > 0.9999, cos
+    torch.testing.assert_close(basis.explained_variance_ratio[:k], core.basis.explained_variance_ratio[:k],
+                               rtol=1e-3, atol=1e-4)
