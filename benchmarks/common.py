@@ -59,13 +59,17 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int = 3) ->
 def timed_rows(fns: tuple[Callable[[bool], Result], ...], quick: bool,
                only: set[str] | None = None) -> list[Result]:
     """Run row functions (named after their ids, e.g. ``f6b``), skipping ids not in ``only``; each row's
-    note ends with its wall time."""
+    note ends with its wall time. A row that raises becomes a failed row naming the error, so one crash does
+    not cost the rows measured before it."""
     rows = []
     for fn in fns:
         if only and fn.__name__.upper() not in only:
             continue
         t0 = time.perf_counter()
-        row = fn(quick)
+        try:
+            row = fn(quick)
+        except Exception as e:  # noqa: BLE001 — reported as the row's result
+            row = Result(fn.__name__.upper(), "(raised)", float("nan"), "", False, f"raised {type(e).__name__}: {e}")
         row.note += f" [{time.perf_counter() - t0:.0f}s]"
         rows.append(row)
     return rows

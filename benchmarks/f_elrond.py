@@ -174,7 +174,8 @@ def f7(quick: bool) -> Result:
         lo, hi = (r * _row_norm(prompt, shape) for r in RANDOM_RANGE)
         with torch.inference_mode():
             cond, _ = tw.out(tw.nodes()["ELRONDRandomDirections"].execute(
-                tw.encode(prompt), clip, prompt, shape, dirs, seeds[0], 3, lo, hi, True, len(seeds)))
+                tw.encode(prompt), clip, prompt, shape, dirs, seeds[0], min(3, dirs.n_components), lo, hi, True,
+                len(seeds)))
         for imgs, div, acc in ((tw.sample(model, tw.encode(prompt), neg, seeds, COLLAPSED_CFG), plain_div, plain_acc),
                                (tw.sample(model, cond, neg, seeds, COLLAPSED_CFG), rnd_div, rnd_acc)):
             d, a = diversity_and_accuracy(enc, imgs, k)
@@ -186,8 +187,8 @@ def f7(quick: bool) -> Result:
     side = (f"Random Sparse Sliders (F4) in this run: {F4_LAST['ratio']:.2f}x, drop {F4_LAST['drop']:.1f} pts"
             if F4_LAST else "Random Sparse Sliders: see F4 (run --only F4,F7 for both in one run; F4 trains 3 "
                             "discoveries)")
-    note = (f"cfg {COLLAPSED_CFG:g}, 3 prompts x {len(seeds)} seeds (F4's seeds), n = 3 of the LID directions "
-            f"{lids}, strength U[{RANDOM_RANGE[0]:g}, {RANDOM_RANGE[1]:g}]·‖row‖; diversity plain "
+    note = (f"cfg {COLLAPSED_CFG:g}, 3 prompts x {len(seeds)} seeds (F4's seeds), n = min(3, LID) of the LID "
+            f"directions {lids}, strength U[{RANDOM_RANGE[0]:g}, {RANDOM_RANGE[1]:g}]·‖row‖; diversity plain "
             f"{[round(v, 4) for v in plain_div]} → ELROND random {[round(v, 4) for v in rnd_div]}; shape accuracy "
             f"plain {100 * sum(plain_acc) / 3:.1f}% → {100 * sum(rnd_acc) / 3:.1f}% (drop {drop:.1f} pts, goal <= 2). "
             f"Passes only if both bars hold. {side}")
