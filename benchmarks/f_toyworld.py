@@ -135,16 +135,20 @@ def f2(quick: bool) -> Result:
                   check(med, ">= 0.7"), note)
 
 
-def f3(quick: bool) -> Result:
+def f3_result(row: str, label: str, a, b, prefix: str = "") -> Result:
+    """F3's row from the bases of two discoveries that differ only in their trajectory seeds."""
     from toyworld.pipeline import matched_cosines
 
-    a = _discovery(quick=quick).basis
-    b = _discovery(seed=1, train=False, quick=quick).basis
     cos = matched_cosines(a.components[:3], b.components[:3])
     value = float(cos.min())
-    note = f"{stability_text(a, b, cos)}; {a.n_samples} embeddings per fit"
-    return Result("F3", "ToyWorld: stability, min matched |cos| of top-3 basis vectors, 2 seeds", value,
+    note = f"{prefix}{stability_text(a, b, cos)}; {a.n_samples} embeddings per fit"
+    return Result(row, f"{label}: stability, min matched |cos| of top-3 basis vectors, 2 seeds", value,
                   ">= 0.95", check(value, ">= 0.95"), note)
+
+
+def f3(quick: bool) -> Result:
+    return f3_result("F3", "ToyWorld", _discovery(quick=quick).basis,
+                     _discovery(seed=1, train=False, quick=quick).basis)
 
 
 def diversity_and_accuracy(enc, images: torch.Tensor, shape_index: int) -> tuple[float, float]:

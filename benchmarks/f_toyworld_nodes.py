@@ -36,11 +36,11 @@ from benchmarks.f_toyworld import (
     F4_K,
     TOP,
     discovery_config,
+    f3_result,
     f4_result,
     n_eval_seeds,
     pc_factor_text,
     per_slider_text,
-    stability_text,
 )
 
 EMBED_BATCH, SAMPLE_BATCH = 256, 64
@@ -145,16 +145,10 @@ def f2c(quick: bool) -> Result:
 
 
 def f3c(quick: bool) -> Result:
-    from toyworld.pipeline import matched_cosines
-
-    a = _discovery(quick=quick).basis
-    b = _discovery(seed=1, train=False, quick=quick).basis
-    cos = matched_cosines(a.components[:3], b.components[:3])
-    value = float(cos.min())
-    note = (f"through the nodes (PCA Decompose of CLIP Embed of every trajectory); {stability_text(a, b, cos)}; "
-            f"{a.n_samples} embeddings per fit. Core path: F3")
-    return Result("F3c", f"{LABEL}: min matched |cos| of top-3 basis vectors, 2 seeds", value, ">= 0.95",
-                  check(value, ">= 0.95"), note)
+    row = f3_result("F3c", LABEL, _discovery(quick=quick).basis, _discovery(seed=1, train=False, quick=quick).basis,
+                    "through the nodes (PCA Decompose of CLIP Embed of every trajectory); ")
+    row.note += ". Core path: F3"
+    return row
 
 
 def f4c(quick: bool) -> Result:
