@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +71,7 @@ def timed_rows(fns: tuple[Callable[[bool], Result], ...], quick: bool,
         try:
             row = fn(quick)
         except Exception as e:  # noqa: BLE001 — reported as the row's result
+            traceback.print_exc(file=sys.stderr)
             row = Result(fn.__name__.upper(), "(raised)", float("nan"), "", False, f"raised {type(e).__name__}: {e}")
         row.note += f" [{time.perf_counter() - t0:.0f}s]"
         rows.append(row)

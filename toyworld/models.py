@@ -37,7 +37,7 @@ SIGMA_MIN, SIGMA_MAX, RHO = 0.02, 80.0, 7.0
 """The sampler's Karras schedule (ComfyUI's model sampling too). σ_max is EDM's 80, not 10: at σ 10 the image-wide
 mean of the noise (std 10/√3072 ≈ 0.18) is smaller than the background's spread (≈ 0.4), so a sampler starting
 there inherits a background already half decided by the noise and squeezed to mid-grey (KS 0.22–0.24 against
-0.10–0.13 from 80, on the same weights: README). Training is unchanged (EDM's log-normal σ)."""
+0.06–0.09 from 80, on the same weights: README). Training is unchanged (EDM's log-normal σ)."""
 
 
 @dataclass(frozen=True)

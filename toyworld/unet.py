@@ -39,7 +39,7 @@ class UNetConfig:
     in_channels: int = 3
     out_channels: int = 3
     time_scale: float = 250.0
-    """The sinusoidal time embedding reads ``time_scale · timesteps`` (c_noise = ¼ ln σ spans ≈ [−1, 0.6])."""
+    """The sinusoidal time embedding reads ``time_scale · timesteps`` (c_noise = ¼ ln σ: ≈ [−1, 1.1])."""
 
 
 def groups(c: int) -> int:

@@ -2,7 +2,7 @@
 
 Stock loaders cannot detect a custom architecture, so this module builds ComfyUI's own objects around the
 shipped weights (``toyworld/weights``):
-- MODEL: ``comfy.model_base.BaseModel`` with EDM model sampling (σ_data 0.5, σ in [0.02, 10]) over
+- MODEL: ``comfy.model_base.BaseModel`` with EDM model sampling (σ_data 0.5, σ in [0.02, 80]) over
   ToyWorld's UNet rebuilt from ``comfy.ops`` layers (so weight wrappers, LoRAs and the pack's patches
   apply), in a ``ModelPatcher``. ComfyUI's EDM path applies exactly ToyWorld's preconditioning.
 - CLIP: a ``comfy.sd.CLIP`` over ToyWorld's word tokenizer (CLIP's layout, stock ``(word:1.2)`` weights)

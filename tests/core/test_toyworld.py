@@ -300,3 +300,17 @@ def test_default_schedule_draws_the_whole_background_range(monkeypatch):
 
     monkeypatch.setattr(tw_host, "karras_sigmas", lambda steps: karras_sigmas(steps, sigma_max=10.0))
     assert float(measure_factors(host.sample(seeds), "circle")[:, j].std()) < 0.2
+
+
+def test_load_denoiser_builds_the_architecture_its_file_describes(tmp_path):
+    """A weights file of another width loads as that width (config from the file's metadata, not the default)."""
+    from toyworld.text import TextConfig
+    from toyworld.unet import UNetConfig
+
+    torch.manual_seed(0)
+    cfg = DenoiserConfig(unet=UNetConfig(model_channels=8, context_dim=32), text=TextConfig(width=32, layers=1))
+    model = Denoiser(cfg)
+    tw_train.save(model, tmp_path / "d.safetensors", seed=0, steps=0)
+    loaded = tw_train.load_denoiser(tmp_path / "d.safetensors")
+    assert loaded.cfg == cfg and loaded.cfg != DenoiserConfig()
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
