@@ -17,10 +17,12 @@ Rows:
   also gives the best LAST-step feature, which does not fire at the first step).
   A map (grid codes, the ``concept_maps`` the Concept Map node draws) is upsampled bilinearly to 32×32 and
   binarised at half its maximum; the mask is ``shape_mask(image) > 0.5``.
-- F8 / F9: SAE Steer, spatial mode, the shape feature at ``STEER_STRENGTH`` × its typical activation, cond half,
+- F8 / F9: SAE Steer, spatial mode, the shape feature at one strength × its typical activation, cond half,
   mask = one image quadrant (suppress outside): in the early window (percent 0–0.4, t ∈ [0.6, 1]) and the
   late window (0.6–1). Success = the final shape's centre (pixels) lies in the masked quadrant; every seed is
-  steered to each of the 4 quadrants, so unsteered sampling scores exactly 25 %.
+  steered to each of the 4 quadrants, so unsteered sampling scores exactly 25 %. The strength is CHOSEN on
+  calibration seeds (of :data:`STEER_STRENGTHS`, the one with the largest early − late success: the paper's
+  claim is that early steering moves composition and late steering does not) and MEASURED on other seeds.
 """
 
 from __future__ import annotations
@@ -39,11 +41,10 @@ from benchmarks.common import Result, check, timed_rows
 BLOCK = "input_blocks.5.1"
 PROMPT = "a circle"
 SEED0 = 30_000_000
-STEER_STRENGTHS = (8.0, 16.0, 32.0)
-"""Spatial steer strengths in units of the feature's typical activation; the rows' value is at STEER_STRENGTH,
-the others are in the note. Fixed after a 6-seed exploration on other seeds: 8 barely moves the shape, 128
-paints it into the quadrant in any window (early and late both 100 %), so no single strength is privileged."""
-STEER_STRENGTH = 16.0
+STEER_STRENGTHS = (8.0, 16.0, 32.0, 64.0)
+"""Spatial steer strengths (units of the feature's typical activation) the calibration chooses from; the note
+gives the scored sweep over all of them. 128 paints the shape into the quadrant in any window (early and late
+both 100 %, seen at σ_max 10), so the range stops below it."""
 EARLY, LATE = (0.0, 0.4), (0.6, 1.0)
 
 
@@ -205,16 +206,23 @@ def f11(quick: bool) -> Result:
                   ">= 0.5", check(value, ">= 0.5"), note)
 
 
+def _steer_seeds(quick: bool, calibrate: bool) -> list[int]:
+    """Scored seeds (``steer_seeds``), or the calibration seeds (half as many, disjoint from them)."""
+    z = _sizes(quick)
+    if calibrate:
+        return [SEED0 + 3_000_000 + i for i in range(z["steer_seeds"] // 2)]
+    return [SEED0 + 2_000_000 + i for i in range(z["steer_seeds"])]
+
+
 @cache
-def _steer_success(quick: bool, window: tuple[float, float], strength: float = STEER_STRENGTH
+def _steer_success(quick: bool, window: tuple[float, float], strength: float, calibrate: bool = False
                    ) -> tuple[float, list[float]]:
     from toyworld.world import SIZE
 
     s = _setup(quick)
     f, _ = _shape_feature(quick)
-    z = _sizes(quick)
     model, neg, pos = tw.world()[0], tw.encode(""), tw.encode(PROMPT)
-    seeds = [SEED0 + 2_000_000 + i for i in range(z["steer_seeds"])]
+    seeds = _steer_seeds(quick, calibrate)
     per_quadrant = []
     for q, mask in enumerate(_quadrant_masks()):
         with torch.inference_mode():
@@ -229,26 +237,41 @@ def _steer_success(quick: bool, window: tuple[float, float], strength: float = S
     return sum(per_quadrant) / 4, per_quadrant
 
 
+@cache
+def steer_strength(quick: bool) -> float:
+    """The strength of :data:`STEER_STRENGTHS` with the largest early − late success on the calibration seeds
+    (the smaller one on a tie)."""
+    gap = {st: _steer_success(quick, EARLY, st, True)[0] - _steer_success(quick, LATE, st, True)[0]
+           for st in STEER_STRENGTHS}
+    return max(STEER_STRENGTHS, key=lambda st: (gap[st], -st))
+
+
+def _sweep(quick: bool, calibrate: bool) -> str:
+    return ", ".join(f"{st:g}: early {100 * _steer_success(quick, EARLY, st, calibrate)[0]:.0f} % / late "
+                     f"{100 * _steer_success(quick, LATE, st, calibrate)[0]:.0f} %" for st in STEER_STRENGTHS)
+
+
 def _steer_note(quick: bool, window: tuple[float, float]) -> str:
-    rate, per_q = _steer_success(quick, window)
+    strength = steer_strength(quick)
+    rate, per_q = _steer_success(quick, window, strength)
     f, _ = _shape_feature(quick)
     z = _sizes(quick)
-    sweep = ", ".join(f"{st:g}: early {100 * _steer_success(quick, EARLY, st)[0]:.0f} % / late "
-                      f"{100 * _steer_success(quick, LATE, st)[0]:.0f} %" for st in STEER_STRENGTHS)
-    return (f"spatial steer of shape feature {f} (the F11 feature) at {STEER_STRENGTH:g} x its typical activation "
+    return (f"strength {strength:g} chosen on {len(_steer_seeds(quick, True))} calibration seeds (largest early − "
+            f"late; there {_sweep(quick, True)}); spatial steer of shape feature {f} (the F11 feature) at {strength:g} "
+            "x its typical activation "
             f"({float(_setup(quick)['csae'].feature_mean[f]):.3g}), percent {window[0]:g}-{window[1]:g}, cond half, "
             f"suppress outside; {z['steer_seeds']} seeds x 4 quadrants (chance 25 %); per quadrant (TL, TR, BL, BR) "
-            f"{[round(100 * v) for v in per_q]} %; strength sweep {sweep}")
+            f"{[round(100 * v) for v in per_q]} %; scored sweep {_sweep(quick, False)}")
 
 
 def f8(quick: bool) -> Result:
-    rate, _ = _steer_success(quick, EARLY)
+    rate, _ = _steer_success(quick, EARLY, steer_strength(quick))
     return Result("F8", "ToyWorld: SAE spatial steer, early window: centre in masked quadrant", rate, ">= 0.7",
                   check(rate, ">= 0.7"), _steer_note(quick, EARLY))
 
 
 def f9(quick: bool) -> Result:
-    rate, _ = _steer_success(quick, LATE)
+    rate, _ = _steer_success(quick, LATE, steer_strength(quick))
     return Result("F9", "ToyWorld: SAE spatial steer, late window: centre in masked quadrant", rate, "<= 0.4",
                   check(rate, "<= 0.4"), _steer_note(quick, LATE))
 

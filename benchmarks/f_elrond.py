@@ -184,13 +184,14 @@ def f7(quick: bool) -> Result:
     ratio = sum(rnd_div) / sum(plain_div)
     drop = 100 * (sum(plain_acc) - sum(rnd_acc)) / len(SHAPES)
     passed = check(ratio, ">= 1.3") and drop <= 2.0
-    side = (f"Random Sparse Sliders (F4) in this run: {F4_LAST['ratio']:.2f}x, drop {F4_LAST['drop']:.1f} pts"
-            if F4_LAST else "Random Sparse Sliders: see F4 (run --only F4,F7 for both in one run; F4 trains 3 "
-                            "discoveries)")
-    note = (f"cfg {COLLAPSED_CFG:g}, 3 prompts x {len(seeds)} seeds (F4's seeds), n = min(3, LID) of the LID "
+    side = ("; ".join(f"Random Sparse Sliders ({row}) in this run: {r['ratio']:.2f}x, drop {r['drop']:.1f} pts"
+                      for row, r in sorted(F4_LAST.items()))
+            or "Random Sparse Sliders: see F4c (run --only F4c,F7 for both in one run; F4c trains 3 discoveries)")
+    m = len(SHAPES)
+    note = (f"cfg {COLLAPSED_CFG:g}, {m} prompts x {len(seeds)} seeds (F4's seeds), n = min(3, LID) of the LID "
             f"directions {lids}, strength U[{RANDOM_RANGE[0]:g}, {RANDOM_RANGE[1]:g}]·‖row‖; diversity plain "
             f"{[round(v, 4) for v in plain_div]} → ELROND random {[round(v, 4) for v in rnd_div]}; shape accuracy "
-            f"plain {100 * sum(plain_acc) / 3:.1f}% → {100 * sum(rnd_acc) / 3:.1f}% (drop {drop:.1f} pts, goal <= 2). "
+            f"plain {100 * sum(plain_acc) / m:.1f}% → {100 * sum(rnd_acc) / m:.1f}% (drop {drop:.1f} pts, goal <= 2). "
             f"Passes only if both bars hold. {side}")
     return Result("F7", "ToyWorld: ELROND random directions diversity / plain at cfg 8", ratio, ">= 1.3", passed,
                   note)

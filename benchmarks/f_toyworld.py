@@ -163,8 +163,9 @@ def diversity_and_accuracy(enc, images: torch.Tensor, shape_index: int) -> tuple
         return diversity(u), float((enc.read_out(u)[1].argmax(1) == shape_index).float().mean())
 
 
-F4_LAST: dict[str, float] = {}
-"""F4's ratio and accuracy drop when measured in this process (F7 prints them side by side: ``--only F4,F7``)."""
+F4_LAST: dict[str, dict[str, float]] = {}
+"""Row id (F4, F4c) → its ratio, accuracy drop and seeds when measured in this process (F7 prints them side by
+side: ``--only F4c,F7``)."""
 
 
 def f4(quick: bool) -> Result:
@@ -183,9 +184,7 @@ def f4(quick: bool) -> Result:
         sets.append((host.sample(seeds, disc.config.steps),
                      host.sample(seeds, disc.config.steps, disc.bank.sliders, subsets),
                      host.with_prompt(cfg=2.0).sample(seeds, disc.config.steps)))
-    row, drop = f4_result("F4", sets, _host().encoder, n)
-    F4_LAST.update(ratio=row.value, drop=drop, n=n)
-    return row
+    return f4_result("F4", sets, _host().encoder, n)[0]
 
 
 def f4_result(row_id: str, sets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], enc, n: int,
@@ -201,17 +200,19 @@ def f4_result(row_id: str, sets: list[tuple[torch.Tensor, torch.Tensor, torch.Te
             div.append(d)
             if acc is not None:
                 acc.append(a)
+    m = len(sets)
     ratio = sum(sparse_div) / sum(plain_div)
-    drop = 100 * (sum(plain_acc) - sum(sparse_acc)) / len(sets)
+    drop = 100 * (sum(plain_acc) - sum(sparse_acc)) / m
+    F4_LAST[row_id] = {"ratio": ratio, "drop": drop, "n": n}
     clean = clean_shape_accuracy(enc)
     passed = check(ratio, ">= 1.5") and drop <= 2.0
-    note = (f"{how}cfg {COLLAPSED_CFG:g}, 3 prompts x {n} seeds, k=3 fixed scale 1 (reference); diversity plain "
-            f"{[round(v, 4) for v in plain_div]} → sparse {[round(v, 4) for v in sparse_div]} (default cfg 2: "
-            f"{[round(v, 4) for v in default_div]}); shape accuracy plain {100 * sum(plain_acc) / 3:.1f}% → "
-            f"sparse {100 * sum(sparse_acc) / 3:.1f}% (drop {drop:.1f} points, bar <= 2); read-out head clean "
+    note = (f"{how}cfg {COLLAPSED_CFG:g}, {m} prompts x {n} seeds, k={F4_K} fixed scale 1 (reference); diversity "
+            f"plain {[round(v, 4) for v in plain_div]} → sparse {[round(v, 4) for v in sparse_div]} (default cfg 2: "
+            f"{[round(v, 4) for v in default_div]}); shape accuracy plain {100 * sum(plain_acc) / m:.1f}% → "
+            f"sparse {100 * sum(sparse_acc) / m:.1f}% (drop {drop:.1f} points, bar <= 2); read-out head clean "
             f"accuracy {100 * clean:.1f}% on rendered images. Passes only if both bars hold; sliders trained on "
             "the collapsed model also move shape identity (see the demo grid), which costs accuracy")
-    return Result(row_id, f"{label}: random sparse (k=3) diversity / plain seeds at high guidance", ratio,
+    return Result(row_id, f"{label}: random sparse (k={F4_K}) diversity / plain seeds at high guidance", ratio,
                   ">= 1.5", passed, note), drop
 
 

@@ -74,15 +74,21 @@ def _discovery(prompt: str = "a circle", cfg: float = tw.CFG, seed: int = 0, tra
     positive = tw.encode(prompt)
     with torch.inference_mode():  # as ComfyUI's executor runs nodes
         traj, _ = tw.out(nodes["SliderSpaceTrajectorySampler"].execute(
-            model, clip, prompt, "", c.n_trajectories, c.first_seed, c.steps, c.cfg, tw.SAMPLER, tw.SCHEDULER,
-            tw.SIZE, tw.SIZE, SAMPLE_BATCH, c.keep_mode, c.keep_every, "float16"))
-        emb = tw.out(nodes["SliderSpaceClipEmbed"].execute(EMBED_BATCH, trajectories=traj, vae=vae, encoder=enc))[0]
-        basis, _ = tw.out(nodes["SliderSpacePCADecompose"].execute(emb, c.n_sliders, "auto", c.seed))
+            model=model, clip=clip, prompts=prompt, negative="", trajectories=c.n_trajectories, seed=c.first_seed,
+            steps=c.steps, cfg=c.cfg, sampler_name=tw.SAMPLER, scheduler=tw.SCHEDULER, width=tw.SIZE,
+            height=tw.SIZE, batch_size=SAMPLE_BATCH, keep_steps=c.keep_mode, keep_every=c.keep_every,
+            store_dtype="float16"))
+        emb = tw.out(nodes["SliderSpaceClipEmbed"].execute(batch_size=EMBED_BATCH, trajectories=traj, vae=vae,
+                                                           encoder=enc))[0]
+        basis, _ = tw.out(nodes["SliderSpacePCADecompose"].execute(embeddings=emb, n_components=c.n_sliders,
+                                                                   method="auto", seed=c.seed))
         out = NodeDiscovery(c, positive, traj, basis)
         if train:
             out.bank, _ = tw.out(nodes["SliderSpaceTrainSliders"].execute(
-                model, vae, positive, basis, traj, c.n_sliders, c.iterations, c.lr, 1, c.targets, "",
-                c.sliders_per_step, c.seed, c.bidirectional, False, encoder=enc))
+                model=model, vae=vae, positive=positive, basis=basis, trajectories=traj, n_sliders=c.n_sliders,
+                iterations=c.iterations, learning_rate=c.lr, rank=1, targets=c.targets, target_pattern="",
+                sliders_per_step=c.sliders_per_step, seed=c.seed, bidirectional=c.bidirectional,
+                gradient_checkpointing=False, encoder=enc))
     return out
 
 
@@ -90,7 +96,8 @@ def _apply(bank, scales: dict[int, float]):
     """Apply Slider Bank on the loaded MODEL: ``scales`` on from the first step (start_percent 0)."""
     text = ", ".join(f"{i}:{s:g}" for i, s in scales.items())
     with torch.inference_mode():
-        return tw.out(tw.nodes()["SliderSpaceApplySliderBank"].execute(tw.world()[0], bank, text, 1.0, 0.0, 1.0))[0]
+        return tw.out(tw.nodes()["SliderSpaceApplySliderBank"].execute(
+            model=tw.world()[0], bank=bank, scales=text, multiplier=1.0, start_percent=0.0, end_percent=1.0))[0]
 
 
 @cache
@@ -165,8 +172,9 @@ def f4c(quick: bool) -> Result:
         d = _discovery(prompt=f"a {shape}", cfg=COLLAPSED_CFG, quick=quick)
         with torch.inference_mode():
             sparse, _ = tw.out(tw.nodes()["SliderSpaceRandomSparseSliders"].execute(
-                model, d.bank, seeds[0], spec.k, spec.distribution, spec.scale, spec.min_scale, spec.random_sign,
-                0.0, 1.0, n))
+                model=model, bank=d.bank, seed=seeds[0], k=spec.k, distribution=spec.distribution, scale=spec.scale,
+                min_scale=spec.min_scale, random_sign=spec.random_sign, start_percent=0.0, end_percent=1.0,
+                batch_size=n))
         sets.append((tw.sample(model, d.positive, neg, seeds, COLLAPSED_CFG, d.config.steps),
                      tw.sample(sparse, d.positive, neg, seeds, COLLAPSED_CFG, d.config.steps, batch=n),
                      tw.sample(model, d.positive, neg, seeds, tw.CFG, d.config.steps)))
