@@ -15,9 +15,8 @@ scale 1, start_percent 0, batch item j seeded EVAL_SEED0 + j: the subsets the co
 
 Where the node chain itself differs from the core pipeline (what these rows exist to expose):
 - PCA Decompose fits every trajectory's x̂0; the core fit leaves out the last ~20 % (they only score alignment);
-- Train Sliders predicts x̂0 from the positive conditioning alone (ComfyUI's ``Guider_Basic``, no guidance) and
-  re-noises to the MODEL's 30-step ``normal`` schedule; the core ToyWorld host trains at the discovery's
-  guidance on its 16 Karras sigmas;
+- Train Sliders re-noises to the MODEL's 30-step ``normal`` schedule, the core ToyWorld host to its 16 Karras
+  sigmas (both train at the discovery's guidance: Train Sliders' ``cfg`` with the empty negative);
 - the Trajectory Sampler's seed-s noise starts at noise·√(1+σ_max²) (ComfyUI), the core's at noise·σ_max
   (a factor 1 + 1/(2σ_max²)).
 """
@@ -88,7 +87,7 @@ def _discovery(prompt: str = "a circle", cfg: float = tw.CFG, seed: int = 0, tra
                 model=model, vae=vae, positive=positive, basis=basis, trajectories=traj, n_sliders=c.n_sliders,
                 iterations=c.iterations, learning_rate=c.lr, rank=1, targets=c.targets, target_pattern="",
                 sliders_per_step=c.sliders_per_step, seed=c.seed, bidirectional=c.bidirectional,
-                gradient_checkpointing=False, encoder=enc))
+                gradient_checkpointing=False, cfg=c.cfg, encoder=enc, negative=tw.encode("")))
     return out
 
 

@@ -180,15 +180,25 @@ class _LoopSampler(comfy.samplers.Sampler):
 
 
 def run_in_comfy(model, positive: list, latents_vae: torch.Tensor, vae, encoder,
-                 run: Callable[[ComfyTrainHost, torch.Tensor], None]) -> None:
+                 run: Callable[[ComfyTrainHost, torch.Tensor], None], negative: list | None = None,
+                 cfg: float = 1.0) -> None:
     """Call ``run(host, latents_model_space)`` inside ComfyUI's sampling context for ``model``.
 
-    ``latents_vae`` are clean latents in the VAE's space (as trajectories store them).
+    ``latents_vae`` are clean latents in the VAE's space (as trajectories store them). The host's x̂0 is the
+    positive prediction alone (``negative`` None, ``cfg`` 1: ComfyUI's ``Guider_Basic``) or the guided one,
+    uncond + cfg·(cond − uncond), through ComfyUI's ``CFGGuider`` (at cfg 1 ComfyUI skips the negative).
     """
     extra = [vae.patcher] + ([encoder.cv.patcher] if hasattr(encoder, "cv") else [])
     mm.load_models_gpu([model, *extra], force_full_load=True)
-    guider = Guider_Basic(model)
-    guider.set_conds(clone_conditioning(positive))
+    if negative is None:
+        if cfg != 1.0:
+            raise ValueError(f"guidance {cfg} needs a negative conditioning")
+        guider = Guider_Basic(model)
+        guider.set_conds(clone_conditioning(positive))
+    else:
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(clone_conditioning(positive), clone_conditioning(negative))
+        guider.set_cfg(cfg)
     sigmas = torch.tensor([1.0, 0.0])  # unused by the loop; the guider needs a schedule
     noise = torch.zeros_like(latents_vae)
     guider.sample(noise, latents_vae, _LoopSampler(run, vae, encoder), sigmas, seed=0, disable_pbar=True)

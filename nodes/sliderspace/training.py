@@ -54,6 +54,13 @@ class TrainSliders(io.ComfyNode):
                 io.Boolean.Input("gradient_checkpointing", default=False,
                                  tooltip="Recompute the denoiser's blocks and decode+embed in backward: less "
                                          "memory, about one more forward per step."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Guidance of the x̂0 the sliders are trained on. 1: the positive alone "
+                                       "(fastest). Set it to the sampler's cfg (and connect negative) to train "
+                                       "sliders for guided sampling, e.g. a high-cfg, mode-collapsed setting."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Needed when cfg is not 1: the negative prompt you sample with "
+                                              "(CLIP Text Encode; an empty prompt is the usual)."),
             ],
             outputs=[S.Bank.Output(display_name="bank"), io.Image.Output(display_name="loss_curve")],
         )
@@ -61,7 +68,7 @@ class TrainSliders(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, positive, basis, trajectories, n_sliders, iterations, learning_rate, rank,
                 targets, target_pattern, sliders_per_step, seed, bidirectional, gradient_checkpointing,
-                clip_vision=None, encoder=None) -> io.NodeOutput:
+                cfg=1.0, clip_vision=None, encoder=None, negative=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             enc = cls._encoder(clip_vision, encoder, basis)
             facts = latent_facts(model)
@@ -69,11 +76,15 @@ class TrainSliders(io.ComfyNode):
                 raise InputError("trajectories", f"hold {trajectories.latent.channels}-channel latents "
                                  f"({trajectories.latent.family}) but this model uses {facts.channels}.",
                                  "sample the trajectories with this same model.")
-            cfg = TrainConfig(iterations=iterations, lr=learning_rate, rank=rank,
-                              sliders_per_step=sliders_per_step, seed=seed % 2**63,
-                              bidirectional=bidirectional, checkpointing=gradient_checkpointing)
-            bank, losses = cls._train(model, vae, enc, positive, basis, trajectories, n_sliders, cfg,
-                                      targets, target_pattern)
+            if cfg != 1.0 and negative is None:
+                raise InputError("negative", f"is not connected but cfg is {cfg:g}: guided training needs the "
+                                 "negative conditioning.", "connect the negative CLIP Text Encode you sample with "
+                                 "(an empty prompt is the usual), or set cfg to 1.")
+            tcfg = TrainConfig(iterations=iterations, lr=learning_rate, rank=rank,
+                               sliders_per_step=sliders_per_step, seed=seed % 2**63,
+                               bidirectional=bidirectional, checkpointing=gradient_checkpointing)
+            bank, losses = cls._train(model, vae, enc, positive, basis, trajectories, n_sliders, tcfg,
+                                      targets, target_pattern, (negative, float(cfg)))
         return io.NodeOutput(bank, loss_plot(losses))
 
     @staticmethod
@@ -85,7 +96,7 @@ class TrainSliders(io.ComfyNode):
         return enc
 
     @staticmethod
-    def _train(model, vae, enc, positive, basis, traj, n_sliders, cfg, targets, pattern):
+    def _train(model, vae, enc, positive, basis, traj, n_sliders, cfg, targets, pattern, guidance=(None, 1.0)):
         diffusion = model.model.diffusion_model
         family = model_family(model)
         modules = target_modules(diffusion, targets, pattern, family)
@@ -103,7 +114,9 @@ class TrainSliders(io.ComfyNode):
             latents_vae = traj.x0[:, -1].float().clone()  # final x̂0 of every trajectory
             sigmas = schedule_sigmas(model)
 
-            recorded = {"targets": targets, "target_preset": resolve_preset(targets, family), "target_pattern": pattern}
+            negative, scale = guidance
+            recorded = {"targets": targets, "target_preset": resolve_preset(targets, family), "target_pattern": pattern,
+                        "guidance": scale}
 
             def run(host, latents_model):
                 with frozen(diffusion), cloned_norm_inputs(diffusion), \
@@ -111,6 +124,6 @@ class TrainSliders(io.ComfyNode):
                     out["bank"] = train_bank(host, modules, basis, n_sliders, latents_model.detach().clone(), sigmas,
                                              cfg, meta, live, recorded)
 
-            run_in_comfy(model, positive, latents_vae, vae, enc, run)
+            run_in_comfy(model, positive, latents_vae, vae, enc, run, negative if scale != 1.0 else None, scale)
         bank, res = out["bank"]
         return bank, res.losses
