@@ -21,8 +21,8 @@ import torch
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.common.schedule import SigmaWindow
 from .family import model_family
+from .patching import PACK_KEY
 
-PACK_KEY = "sliderspace"
 DIFFUSION = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
 CAPTURE_KEY = f"{PACK_KEY}:sae_capture"
 KINDS = {"SpatialTransformer": "unet", "DoubleStreamBlock": "double", "SingleStreamBlock": "single"}

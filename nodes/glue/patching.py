@@ -17,6 +17,7 @@ from ...sliderspace_core.common.lowrank import Factors, WeightMerge, dense, lora
 from ...sliderspace_core.common.schedule import SigmaWindow
 
 PACK_KEY = "sliderspace"
+"""The one prefix of every wrapper, callback and patch key the pack registers (weights here, hooks in hooks.py)."""
 
 
 class _Gate:
