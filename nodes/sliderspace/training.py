@@ -96,16 +96,16 @@ class TrainSliders(io.ComfyNode):
         return enc
 
     @staticmethod
-    def _train(model, vae, enc, positive, basis, traj, n_sliders, cfg, targets, pattern, guidance=(None, 1.0)):
+    def _train(model, vae, enc, positive, basis, traj, n_sliders, train_cfg, targets, pattern, guidance=(None, 1.0)):
         diffusion = model.model.diffusion_model
         family = model_family(model)
         modules = target_modules(diffusion, targets, pattern, family)
-        progress = Progress(cfg.iterations, "slider training steps")
-        every = max(1, cfg.iterations // LIVE_UPDATES)
+        progress = Progress(train_cfg.iterations, "slider training steps")
+        every = max(1, train_cfg.iterations // LIVE_UPDATES)
 
         def live(done: int, losses: list[float]) -> None:
             """Progress every step; the loss curve as the node's preview every ~1/LIVE_UPDATES of the run."""
-            show = done % every == 0 or done == cfg.iterations
+            show = done % every == 0 or done == train_cfg.iterations
             progress(done, None, ("JPEG", loss_picture(losses), 640) if show else None)
 
         meta = BankMeta(**model_facts(model, modules), encoder_id=enc.encoder_id, prompts=list(traj.prompts))
@@ -120,9 +120,9 @@ class TrainSliders(io.ComfyNode):
 
             def run(host, latents_model):
                 with frozen(diffusion), cloned_norm_inputs(diffusion), \
-                        checkpointed_blocks(diffusion, cfg.checkpointing):
+                        checkpointed_blocks(diffusion, train_cfg.checkpointing):
                     out["bank"] = train_bank(host, modules, basis, n_sliders, latents_model.detach().clone(), sigmas,
-                                             cfg, meta, live, recorded)
+                                             train_cfg, meta, live, recorded)
 
             run_in_comfy(model, positive, latents_vae, vae, enc, run, negative if scale != 1.0 else None, scale)
         bank, res = out["bank"]

@@ -75,3 +75,41 @@ def test_guided_training_records_its_guidance_and_mutates_nothing(comfy, tiny, g
 
 def test_guidance_without_a_negative_is_refused(comfy, tiny, guided):
     _raises(lambda: train(comfy, tiny, guided, cfg=4.0), "SliderSpace Train Sliders", "negative")
+
+
+def test_guided_gradients_reach_the_sliders_through_both_halves(comfy, tiny, guided):
+    """d(guided x̂0)/dθ = cfg·d(cond)/dθ + (1 − cfg)·d(uncond)/dθ for the slider factors: both halves backpropagate."""
+    from .host import pack_module
+
+    glue = pack_module("nodes.glue.autograd")
+    ad = pack_module("sliderspace_core.sliderspace.adapters")
+    dm = tiny.model.model.diffusion_model
+    modules = pack_module("nodes.glue.family").target_modules(dm, "cross-attention k/v")
+    lat = guided.traj.x0[:, -1].clone()
+    sigma = glue.schedule_sigmas(tiny.model)[5:6]
+    noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(1))
+    weights = torch.randn(lat.shape, generator=torch.Generator().manual_seed(2))
+    grads = {}
+    with torch.inference_mode(False), torch.enable_grad():
+        adapters = ad.SliderAdapters({n: (m.out_features, m.in_features) for n, m in modules.items()}, 1)
+        with torch.no_grad():
+            for p in adapters.up.values():
+                p.normal_(0, 0.05)
+
+        def grad_of(name):
+            def run(host, latents):
+                adapters.zero_grad(set_to_none=True)
+                b = latents.shape[0]
+                with glue.frozen(dm), adapters.attached(modules), \
+                        adapters.active(torch.zeros(b, dtype=torch.long), torch.ones(b)):
+                    x0 = host.predict_x0(host.noised(latents, sigma, noise), sigma.expand(b))
+                    (x0 * weights).sum().backward()
+                grads[name] = torch.cat([p.grad.flatten() for p in adapters.parameters() if p.grad is not None])
+            return run
+
+        glue.run_in_comfy(tiny.model, guided.pos, lat, tiny.vae, None, grad_of("cond"))
+        glue.run_in_comfy(tiny.model, guided.neg, lat, tiny.vae, None, grad_of("uncond"))
+        glue.run_in_comfy(tiny.model, guided.pos, lat, tiny.vae, None, grad_of("guided"), guided.neg, 3.0)
+    assert grads["uncond"].abs().max() > 1e-2  # a missing uncond half would break the equality below
+    assert (grads["cond"] - grads["uncond"]).abs().max() > 1e-4 * grads["cond"].abs().max()
+    torch.testing.assert_close(grads["guided"], 3.0 * grads["cond"] - 2.0 * grads["uncond"], atol=1e-5, rtol=1e-3)
