@@ -164,9 +164,9 @@ def run(family: str, dry_run: bool, **kw) -> dict:
 
     s = settings
     traj, _ = phase("trajectories", lambda: _out(C["SliderSpaceTrajectorySampler"].execute(
-        model, clip, "a photo of a person", "", s["trajectories"], 0, s["steps"], s["cfg"], "euler",
+        model, "a photo of a person", "", s["trajectories"], 0, s["steps"], s["cfg"], "euler",
         "sgm_uniform" if family == "sdxl" else "simple", s["size"], s["size"], s["batch"], "every step", 1,
-        "float16")))
+        "float16", clip=clip)))
     emb = phase("embed", lambda: _out(C["SliderSpaceClipEmbed"].execute(32, trajectories=traj, vae=vae,
                                                                         clip_vision=cv))[0])
     basis = phase("pca", lambda: _out(C["SliderSpacePCADecompose"].execute(emb, s["sliders"], "auto", 0))[0])

@@ -20,8 +20,9 @@ def run(quick: bool) -> list[Result]:
 
     def ours():
         with torch.inference_mode():
-            C["SliderSpaceTrajectorySampler"].execute(tiny.model, tiny.clip, text, "", n, 0, steps, 7.0, "euler",
-                                                      "normal", size, size, n, "every step", 1, "float16")
+            C["SliderSpaceTrajectorySampler"].execute(tiny.model, text, "", n, 0, steps, 7.0, "euler",
+                                                      "normal", size, size, n, "every step", 1, "float16",
+                                                      clip=tiny.clip)
 
     def stock():
         with torch.inference_mode():

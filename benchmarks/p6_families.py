@@ -31,8 +31,8 @@ def child(mode: str, family: str) -> None:
     fam, cv = build_family(family), build_clip_vision()
     with torch.inference_mode():
         traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
-            fam.model, fam.clip, "a dog", "", 6, 0, 4, 2.0, "euler", "normal", SIZE, SIZE, 6, "final only", 1,
-            "float32"))
+            fam.model, "a dog", "", 6, 0, 4, 2.0, "euler", "normal", SIZE, SIZE, 6, "final only", 1,
+            "float32", clip=fam.clip))
         emb = _out(C["SliderSpaceClipEmbed"].execute(8, trajectories=traj, vae=fam.vae, clip_vision=cv))[0]
         basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, 4, "auto", 0))
         pos, neg = fam.encode("a dog"), fam.encode("")

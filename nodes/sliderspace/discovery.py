@@ -28,10 +28,13 @@ class TrajectorySampler(io.ComfyNode):
                         "chosen steps (SliderSpace keeps every step).",
             inputs=[
                 io.Model.Input("model"),
-                io.Clip.Input("clip", tooltip="Text encoder used for the prompts."),
+                io.Clip.Input("clip", optional=True,
+                              tooltip="Text encoder used for the prompts (not needed when both conditioning "
+                                      "inputs are connected)."),
                 io.String.Input("prompts", multiline=True, default="a photo of a dog",
                                 tooltip="One prompt per line; trajectories go round-robin over the lines (lines "
-                                        "past the number of trajectories are not used)."),
+                                        "past the number of trajectories are not used). With conditioning "
+                                        "connected: one line, recorded as the trajectories' label."),
                 io.String.Input("negative", multiline=True, default="", tooltip="Negative prompt for all."),
                 io.Int.Input("trajectories", default=16, min=1, max=1_000_000,
                              tooltip="How many sampling runs (the paper uses 1000+)."),
@@ -44,31 +47,51 @@ class TrajectorySampler(io.ComfyNode):
                 io.Int.Input("keep_every", default=5, min=1, max=10000, tooltip="k for 'every k-th step'."),
                 io.Combo.Input("store_dtype", options=["float16", "float32"], default="float16",
                                tooltip="Storage precision of the kept latents (CPU memory)."),
+                io.Conditioning.Input("conditioning", optional=True,
+                                      tooltip="Optional: a positive CONDITIONING used for every trajectory instead "
+                                              "of encoding the prompts (e.g. an edited or combined conditioning)."),
+                io.Conditioning.Input("negative_conditioning", optional=True,
+                                      tooltip="Optional: a negative CONDITIONING used instead of encoding the "
+                                              "negative text."),
             ],
             outputs=[S.Trajectories.Output(display_name="trajectories"),
                      io.Latent.Output(display_name="final_latent")],
         )
 
     @classmethod
-    def execute(cls, model, clip, prompts, negative, trajectories, seed, steps, cfg, sampler_name, scheduler,
-                width, height, batch_size, keep_steps, keep_every, store_dtype) -> io.NodeOutput:
+    def execute(cls, model, prompts, negative, trajectories, seed, steps, cfg, sampler_name, scheduler,
+                width, height, batch_size, keep_steps, keep_every, store_dtype, clip=None, conditioning=None,
+                negative_conditioning=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             lines = split_prompts(prompts)
             if trajectories < 1:
                 raise InputError("trajectories", f"must be at least 1, got {trajectories}.",
                                  "set trajectories to 1 or more.")
+            if clip is None and (conditioning is None or negative_conditioning is None):
+                raise InputError("clip", "is not connected, and text must be encoded (the prompts or the "
+                                 "negative).", "connect the CLIP of your checkpoint, or connect both conditioning "
+                                 "and negative_conditioning.")
             keep = select_steps(steps, keep_steps, keep_every)
-            lines = used_prompts(lines, trajectories)  # only these are sampled, encoded and recorded
-            encoded: dict[str, list] = {}
-            for p in lines:  # each distinct line once
-                if p not in encoded:
-                    encoded[p] = encode_text(clip, p)
-            positive = [encoded[p] for p in lines]
-            neg = encode_text(clip, negative)
+            if conditioning is not None:
+                if len(lines) > 1:
+                    raise InputError("prompts", f"has {len(lines)} lines, but the conditioning input gives one "
+                                     "prompt to every trajectory.", "leave one line (the label recorded with the "
+                                     "trajectories), or disconnect conditioning to sample the lines.")
+                positive = [conditioning]
+            else:
+                lines = used_prompts(lines, trajectories)  # only these are sampled, encoded and recorded
+                encoded: dict[str, list] = {}
+                for p in lines:  # each distinct line once
+                    if p not in encoded:
+                        encoded[p] = encode_text(clip, p)
+                positive = [encoded[p] for p in lines]
+            neg = encode_text(clip, negative) if negative_conditioning is None else negative_conditioning
             traj, finals = sample_trajectories(
                 model, positive, neg, lines, trajectories, seed, steps, cfg, sampler_name, scheduler,
                 width, height, batch_size, keep, getattr(torch, store_dtype))
-            traj.config["negative"] = negative
+            traj.config["negative"] = negative if negative_conditioning is None else "(negative_conditioning input)"
+            if conditioning is not None:
+                traj.config["positive"] = "conditioning input, labelled by the prompts line"
         return io.NodeOutput(traj, {"samples": finals})
 
 

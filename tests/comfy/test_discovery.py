@@ -17,8 +17,8 @@ def run_sampler(comfy, tiny, prompts="a dog\na cat", n=4, seed=7, sampler="euler
                 batch=2, dtype="float32", steps=STEPS, model=None):
     node = comfy["classes"]["SliderSpaceTrajectorySampler"]
     with torch.inference_mode():
-        return _out(node.execute(model or tiny.model, tiny.clip, prompts, "", n, seed, steps, 5.0, sampler,
-                                 "normal", SIZE, SIZE, batch, keep, k, dtype))
+        return _out(node.execute(model or tiny.model, prompts, "", n, seed, steps, 5.0, sampler,
+                                 "normal", SIZE, SIZE, batch, keep, k, dtype, clip=tiny.clip))
 
 
 def stock_ksampler(comfy, tiny, model, text, seed, sampler="euler"):

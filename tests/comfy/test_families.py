@@ -72,8 +72,8 @@ def chain(request, comfy, clip_vision):
     dm = fam.model.model.diffusion_model
     with torch.inference_mode():  # as the executor runs nodes
         c.traj, c.finals = _out(C["SliderSpaceTrajectorySampler"].execute(
-            fam.model, fam.clip, "a dog\na cat", "", N_TRAJ, 7, STEPS, 2.0, "euler", "normal", SIZE, SIZE, 1,
-            "every step", 1, "float32"))
+            fam.model, "a dog\na cat", "", N_TRAJ, 7, STEPS, 2.0, "euler", "normal", SIZE, SIZE, 1,
+            "every step", 1, "float32", clip=fam.clip))
         c.emb = _out(C["SliderSpaceClipEmbed"].execute(8, trajectories=c.traj, vae=fam.vae, clip_vision=clip_vision))[0]
         c.basis, _ = _out(C["SliderSpacePCADecompose"].execute(c.emb, 2, "auto", 0))
         c.pos, c.neg = fam.encode("a dog"), fam.encode("")
@@ -281,8 +281,8 @@ def test_distilled_cfg1_4_steps_discover_train_and_gate(comfy, chain):
     sch = DISTILLED_SCHEDULER[c.name]
     with torch.inference_mode():
         traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
-            c.fam.model, c.fam.clip, "a dog", "", 2, 1, FEW_STEPS, 1.0, "euler", sch, SIZE, SIZE, 2, "every step", 1,
-            "float32"))
+            c.fam.model, "a dog", "", 2, 1, FEW_STEPS, 1.0, "euler", sch, SIZE, SIZE, 2, "every step", 1,
+            "float32", clip=c.fam.clip))
     assert len(traj) == 2 * FEW_STEPS and torch.isfinite(traj.x0).all()
     pos = c.fam.encode("a dog", guidance=1.0) if c.name == "Flux" else c.pos
     if c.name == "Flux":  # the guidance embedding is read: another guidance gives another x̂0

@@ -27,9 +27,9 @@ def backend(comfy, tiny, tmp_path_factory):
 def test_chunks_are_the_trajectory_sampler_nodes_trajectories(comfy, tiny, backend):
     C = comfy["classes"]
     with torch.inference_mode():
-        traj = C["SliderSpaceTrajectorySampler"].execute(tiny.model, tiny.clip, "a photo of a dog", "", 4, 0, 3, 7.0,
+        traj = C["SliderSpaceTrajectorySampler"].execute(tiny.model, "a photo of a dog", "", 4, 0, 3, 7.0,
                                                          "euler", "normal", 64, 64, 2, "every step", 1,
-                                                         "float16")[0]
+                                                         "float16", clip=tiny.clip)[0]
     assert torch.equal(backend.sample_chunk([2, 3]), traj.x0[2:4])  # seeds 2, 3 in one batch, as the node's
 
 

@@ -117,8 +117,8 @@ def test_pack_nodes_sample_full_size_pixel_latents(comfy, world):
     model, clip, _, _ = world
     node = comfy["classes"]["SliderSpaceTrajectorySampler"]
     with torch.inference_mode():
-        traj = _out(node.execute(model, clip, "a circle", "", 2, 0, 4, CFG, "euler", "karras", 32, 32, 2,
-                                 "every step", 1, "float32"))[0]
+        traj = _out(node.execute(model, "a circle", "", 2, 0, 4, CFG, "euler", "karras", 32, 32, 2,
+                                 "every step", 1, "float32", clip=clip))[0]
     assert traj.x0.shape == (2, 4, 3, 32, 32)
     assert traj.latent.family == "ToyWorld" and traj.latent.channels == 3
 
@@ -195,8 +195,8 @@ def test_node_discovery_gives_the_core_pipelines_pca_basis(comfy, world, native)
     cfg = DiscoveryConfig(prompt="a circle", cfg=CFG, n_trajectories=n, n_sliders=k)
     with torch.inference_mode():
         traj = _out(C["SliderSpaceTrajectorySampler"].execute(
-            model, clip, cfg.prompt, "", n, cfg.first_seed, STEPS, CFG, "euler", "karras", 32, 32, n,
-            "every step", 1, "float16"))[0]
+            model, cfg.prompt, "", n, cfg.first_seed, STEPS, CFG, "euler", "karras", 32, 32, n,
+            "every step", 1, "float16", clip=clip))[0]
         emb = _out(C["SliderSpaceClipEmbed"].execute(64, trajectories=traj, vae=vae, encoder=enc))[0]
         basis = _out(C["SliderSpacePCADecompose"].execute(emb, k, "auto", 0))[0]
     core = discover(native, cfg, train=False)

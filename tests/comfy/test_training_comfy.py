@@ -17,7 +17,7 @@ def discover(comfy, t, model=None, n=6, steps=4, size=SIZE, keep="every step", b
     model = model or t.model
     with torch.inference_mode():
         traj, _ = _out(C["SliderSpaceTrajectorySampler"].execute(
-            model, t.clip, "a dog", "", n, 0, steps, 5.0, "euler", "normal", size, size, n, keep, 1, "float32"))
+            model, "a dog", "", n, 0, steps, 5.0, "euler", "normal", size, size, n, keep, 1, "float32", clip=t.clip))
         emb = _out(C["SliderSpaceClipEmbed"].execute(batch, trajectories=traj, vae=t.vae,
                                                      clip_vision=t.clip_vision))[0]
         basis, _ = _out(C["SliderSpacePCADecompose"].execute(emb, n_components, "auto", 0))
