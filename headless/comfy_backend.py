@@ -133,7 +133,8 @@ class ComfyBackend:
         out: dict = {}
         with torch.inference_mode(False), torch.enable_grad():
             latents_vae = finals.float().clone()
-            sigmas = autograd.schedule_sigmas(self.model)
+            scheduler, steps = autograd.sampling_schedule(self.cfg.scheduler, self.cfg.steps)
+            sigmas = autograd.schedule_sigmas(self.model, steps, scheduler)
 
             def run(host, latents_model):
                 with autograd.frozen(diffusion):
