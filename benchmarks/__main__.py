@@ -22,7 +22,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.a3_sae": ("A3", "A3e"),
     "benchmarks.a12_concepts": ("A1", "A2"),
     "benchmarks.f_toyworld": ("F0", "F1", "F2", "F3", "F4", "FA"),
-    "benchmarks.f_toyworld_nodes": ("F1c", "F2c", "F3c", "F4c"),
+    "benchmarks.f_toyworld_nodes": ("F0c", "F1c", "F2c", "F3c", "F4c"),
     "benchmarks.e_elrond": ("E1", "E2"),
     "benchmarks.d_dist": ("D1", "D2"),
     "benchmarks.f_elrond": ("F5", "F6", "F6B", "F7"),

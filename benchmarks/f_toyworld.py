@@ -98,14 +98,17 @@ def f0(quick: bool) -> Result:
     from toyworld.ceiling import alignment_ceiling
 
     d = _discovery(quick=quick)
-    n = int(d.alignment.shape[0])
-    ceiling = alignment_ceiling(d, n)
-    ratio = d.alignment.float() / ceiling
+    return f0_result("F0", "ToyWorld", d.alignment, alignment_ceiling(d, int(d.alignment.shape[0])))
+
+
+def f0_result(row: str, label: str, alignment: torch.Tensor, ceiling: torch.Tensor, prefix: str = "") -> Result:
+    """F0's row from each slider's held-out alignment and its component's median oracle ceiling."""
+    ratio = alignment.float() / ceiling
     med = float(ratio.median())
-    note = (f"per slider: held-out cos(Δφ_i, v_i) {[round(v, 2) for v in d.alignment.tolist()]} / median oracle "
-            f"ceiling of component i (5 factor tangents + 7 image edits, toyworld/ceiling.py) "
+    note = (f"{prefix}per slider: held-out cos(Δφ_i, v_i) {[round(v, 2) for v in alignment.tolist()]} / median "
+            f"oracle ceiling of component i (5 factor tangents + 7 image edits, toyworld/ceiling.py) "
             f"{[round(v, 2) for v in ceiling.tolist()]} = {[round(v, 2) for v in ratio.tolist()]}")
-    return Result("F0", "ToyWorld: median per-slider held-out alignment / its oracle ceiling", med, ">= 0.8",
+    return Result(row, f"{label}: median per-slider held-out alignment / its oracle ceiling", med, ">= 0.8",
                   check(med, ">= 0.8"), note)
 
 

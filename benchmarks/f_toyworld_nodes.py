@@ -1,4 +1,4 @@
-"""F1c–F4c: the SliderSpace rows F1–F4 (benchmarks/f_toyworld.py) measured through the pack's nodes ("c" =
+"""F0c–F4c: the SliderSpace rows F0–F4 (benchmarks/f_toyworld.py) measured through the pack's nodes ("c" =
 through ComfyUI), on the MODEL / CLIP / VAE / encoder of Load ToyWorld (booted in-process:
 benchmarks/toyworld_comfy.py).
 
@@ -35,6 +35,7 @@ from benchmarks.f_toyworld import (
     F4_K,
     TOP,
     discovery_config,
+    f0_result,
     f3_result,
     f4_result,
     n_eval_seeds,
@@ -128,6 +129,26 @@ def _pc_factors(d: NodeDiscovery) -> str:
     return pc_factor_text(r)
 
 
+def f0c(quick: bool) -> Result:
+    """F0 through the nodes: Train Sliders' stored held-out alignment over the oracle ceiling of the node PCA's
+    components, on the node trajectories' final x̂0 (decoded by the VAE, embedded by the loaded encoder)."""
+    from types import SimpleNamespace
+
+    from toyworld.ceiling import alignment_ceiling
+
+    d = _discovery(quick=quick)
+    _, _, vae, enc = tw.world()
+
+    def decode(latent: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return vae.decode(latent).movedim(-1, 1).float().clamp(0, 1)
+
+    view = SimpleNamespace(host=SimpleNamespace(encoder=enc, decode=decode), basis=d.basis,
+                           trajectories=d.trajectories)
+    align = torch.tensor(d.alignment)
+    return f0_result("F0c", LABEL, align, alignment_ceiling(view, len(align)), "through the nodes; ")
+
+
 def f1c(quick: bool) -> Result:
     s = _scores(quick)
     d = _discovery(quick=quick)
@@ -183,4 +204,4 @@ def f4c(quick: bool) -> Result:
 
 
 def run(quick: bool, only: set[str] | None = None) -> list[Result]:
-    return timed_rows((f1c, f2c, f3c, f4c), quick, only)
+    return timed_rows((f0c, f1c, f2c, f3c, f4c), quick, only)
