@@ -133,8 +133,7 @@ class ComfyBackend:
         out: dict = {}
         with torch.inference_mode(False), torch.enable_grad():
             latents_vae = finals.float().clone()
-            scheduler, steps = autograd.sampling_schedule(self.cfg.scheduler, self.cfg.steps)
-            sigmas = autograd.schedule_sigmas(self.model, steps, scheduler)
+            sigmas = autograd.schedule_sigmas(self.model)
 
             def run(host, latents_model):
                 with autograd.frozen(diffusion):

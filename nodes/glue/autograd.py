@@ -204,19 +204,7 @@ def run_in_comfy(model, positive: list, latents_vae: torch.Tensor, vae, encoder,
     guider.sample(noise, latents_vae, _LoopSampler(run, vae, encoder), sigmas, seed=0, disable_pbar=True)
 
 
-def schedule_sigmas(model, steps: int = 30, scheduler: str = "normal") -> torch.Tensor:
-    """Sigmas of a ``scheduler`` schedule of ``steps`` steps without the final 0: where training re-noises to."""
+def schedule_sigmas(model, steps: int = 30) -> torch.Tensor:
+    """Sigmas of a ``normal`` schedule without the final 0: where training re-noises to."""
     ms = model.get_model_object("model_sampling")
-    return comfy.samplers.calculate_sigmas(ms, scheduler, steps)[:-1].float().cpu()
-
-
-FALLBACK_SCHEDULE = ("normal", 30)
-"""Where training re-noises when the trajectories do not say how they were sampled."""
-
-
-def sampling_schedule(scheduler: object, steps: object) -> tuple[str, int]:
-    """The (scheduler, steps) training re-noises to: the trajectories' own sampling schedule — SliderSpace re-noises
-    a stored sample to a random step of it, as the core hosts do — or :data:`FALLBACK_SCHEDULE` when unknown."""
-    if scheduler in comfy.samplers.SCHEDULER_NAMES and isinstance(steps, int) and steps >= 1:
-        return str(scheduler), steps
-    return FALLBACK_SCHEDULE
+    return comfy.samplers.calculate_sigmas(ms, "normal", steps)[:-1].float().cpu()

@@ -10,14 +10,7 @@ from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.sliderspace.bank import BankMeta
 from ...sliderspace_core.sliderspace.training import TrainConfig, train_bank
 from .. import sockets as S
-from ..glue.autograd import (
-    checkpointed_blocks,
-    cloned_norm_inputs,
-    frozen,
-    run_in_comfy,
-    sampling_schedule,
-    schedule_sigmas,
-)
+from ..glue.autograd import checkpointed_blocks, cloned_norm_inputs, frozen, run_in_comfy, schedule_sigmas
 from ..glue.encoders import pick_encoder
 from ..glue.family import AUTO, TARGET_PRESETS, latent_facts, model_facts, model_family, resolve_preset, target_modules
 from ..glue.ui import Progress, node_errors
@@ -119,12 +112,11 @@ class TrainSliders(io.ComfyNode):
         out: dict = {}
         with torch.inference_mode(False), torch.enable_grad():
             latents_vae = traj.x0[:, -1].float().clone()  # final x̂0 of every trajectory
-            scheduler, steps = sampling_schedule(traj.config.get("scheduler"), traj.total_steps)
-            sigmas = schedule_sigmas(model, steps, scheduler)
+            sigmas = schedule_sigmas(model)
 
             negative, scale = guidance
             recorded = {"targets": targets, "target_preset": resolve_preset(targets, family), "target_pattern": pattern,
-                        "guidance": scale, "renoise_schedule": f"{scheduler} {steps}"}
+                        "guidance": scale}
 
             def run(host, latents_model):
                 with frozen(diffusion), cloned_norm_inputs(diffusion), \

@@ -113,28 +113,3 @@ def test_guided_gradients_reach_the_sliders_through_both_halves(comfy, tiny, gui
     assert grads["uncond"].abs().max() > 1e-2  # a missing uncond half would break the equality below
     assert (grads["cond"] - grads["uncond"]).abs().max() > 1e-4 * grads["cond"].abs().max()
     torch.testing.assert_close(grads["guided"], 3.0 * grads["cond"] - 2.0 * grads["uncond"], atol=1e-5, rtol=1e-3)
-
-
-def test_training_renoises_to_the_trajectories_own_schedule(comfy, tiny, guided, monkeypatch):
-    """SliderSpace re-noises a stored sample to a step of its sampling schedule: the trajectories' scheduler and
-    step count (here ``normal``, 4 steps), or ``normal`` 30 when the trajectories do not say."""
-    from .host import pack_module
-
-    training = pack_module("nodes.sliderspace.training")
-    glue = pack_module("nodes.glue.autograd")
-    seen = []
-    real = training.schedule_sigmas
-
-    def spy(model, steps=30, scheduler="normal"):
-        seen.append((scheduler, steps))
-        return real(model, steps, scheduler)
-
-    monkeypatch.setattr(training, "schedule_sigmas", spy)
-    bank = train(comfy, tiny, guided, iterations=1)
-    assert seen == [("normal", guided.traj.total_steps)] and bank.meta.config["renoise_schedule"] == "normal 4"
-    seen.clear()
-    monkeypatch.setitem(guided.traj.config, "scheduler", "no such scheduler")
-    assert train(comfy, tiny, guided, iterations=1).meta.config["renoise_schedule"] == "normal 30"
-    assert seen == [glue.FALLBACK_SCHEDULE]
-    assert glue.sampling_schedule("karras", 16) == ("karras", 16)
-    assert glue.sampling_schedule("karras", None) == glue.FALLBACK_SCHEDULE
