@@ -72,6 +72,11 @@ class TrajectorySampler(io.ComfyNode):
                                  "negative).", "connect the CLIP of your checkpoint, or connect both conditioning "
                                  "and negative_conditioning.")
             keep = select_steps(steps, keep_steps, keep_every)
+            for name, cond in (("conditioning", conditioning), ("negative_conditioning", negative_conditioning)):
+                if cond is not None and any(int(c[0].shape[0]) > 1 for c in cond):
+                    raise InputError(name, "holds a batch of conditionings; the sampler would cut or repeat it "
+                                     "to each batch of trajectories.", "connect one conditioning (batch 1), e.g. "
+                                     "the CLIP Text Encode or edit of one prompt.")
             if conditioning is not None:
                 if len(lines) > 1:
                     raise InputError("prompts", f"has {len(lines)} lines, but the conditioning input gives one "

@@ -117,6 +117,8 @@ class TrainSliders(io.ComfyNode):
             negative, scale = guidance
             recorded = {"targets": targets, "target_preset": resolve_preset(targets, family), "target_pattern": pattern,
                         "guidance": scale}
+            if "positive" in traj.config:  # the trajectories came from a conditioning input, not the prompt text
+                recorded["trajectories_positive"] = traj.config["positive"]
 
             def run(host, latents_model):
                 with frozen(diffusion), cloned_norm_inputs(diffusion), \

@@ -47,3 +47,6 @@ def test_conditioning_errors_name_the_input(comfy, tiny):
     _raises(lambda: sample(comfy, tiny), NAME, "clip")                              # nothing to encode with
     _raises(lambda: sample(comfy, tiny, conditioning=pos), NAME, "clip")            # negative text needs clip
     _raises(lambda: sample(comfy, tiny, prompts="a dog\na cat", clip=tiny.clip, conditioning=pos), NAME, "prompts")
+    batch = [[torch.cat([pos[0][0]] * 2), dict(pos[0][1])]]
+    _raises(lambda: sample(comfy, tiny, clip=tiny.clip, conditioning=batch), NAME, "conditioning")
+    _raises(lambda: sample(comfy, tiny, clip=tiny.clip, negative_conditioning=batch), NAME, "negative_conditioning")
