@@ -30,6 +30,7 @@ from ..decompose.directions import Directions
 from .adapters import SliderAdapters
 from .bank import BankMeta, SliderBank
 from .objective import slider_loss
+from .optim import SliderAdamW
 from .sharding import SliderShard, TrainCheckpoint, load_trainer_state, step_loss, trainer_state
 
 
@@ -54,7 +55,7 @@ class TrainConfig:
     checkpointing: bool = False
     """Recompute decode+embed in backward instead of storing their activations."""
     weight_decay: float = 0.01
-    """AdamW weight decay."""
+    """AdamW weight decay (of the sliders a step draws only: each slider has its own optimiser state)."""
     batched: bool = True
     """True: a step's sliders run as one batched pass (fastest in one process). False: one pass per slider
     (the reference's loop); each slider's update then depends only on its own items, which is what lets
@@ -125,8 +126,8 @@ class SliderTrainer:
         self.directions = F.normalize(directions.float(), dim=-1)
         self.latents, self.sigmas = latents, sigmas.float()
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.params = list(adapters.parameters())
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.params = [p for p in adapters.parameters() if p.requires_grad]  # ``down``; ``up`` is frozen
+        self.opt = SliderAdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.result = TrainResult(updates=[0] * adapters.n_sliders, config=asdict(cfg))
         self.shard = shard or SliderShard()
         self.shard.check(adapters.n_sliders)
@@ -203,7 +204,7 @@ class SliderTrainer:
                 p.grad /= sel.shape[0]
             self.item_losses.append(items)
             loss = step_loss(items)
-        self.opt.step()
+        self.opt.step([s for s in sel.tolist() if self.shard.owns(s)])  # undrawn sliders do not move
         for s in sel.tolist():
             self.result.updates[s] += 1
         self.result.losses.append(loss)
