@@ -175,3 +175,36 @@ def test_slider_adamw_is_torch_adamw_per_slider():
             ref[i].step()
     for i in range(4):
         torch.testing.assert_close(stacked.detach()[i], rows[i].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_trained_bank_keeps_its_frozen_up_and_round_trips_to_file_and_lora(tmp_path):
+    """The bank stores both factors: the frozen orthonormal ``up`` and the trained ``down``. It saves and loads
+    losslessly, and exports to stock LoRA keys (up, down, alpha per module, none lost) with the same ΔW."""
+    from sliderspace_core.sliderspace.bank import BankMeta, load_bank, save_bank
+    from sliderspace_core.sliderspace.export import bank_to_lora
+    from sliderspace_core.sliderspace.training import train_bank
+
+    host, _, trainer, _ = setup(n_sliders=3)
+    latents = trainer.latents
+    basis = fit_pca(embed(host, latents).detach(), 3)
+    cfg = TrainConfig(iterations=6, sliders_per_step=2, lr=2e-2)
+    bank, _ = train_bank(host, host.targets(), basis, 3, latents, torch.linspace(0.2, 2.0, 8), cfg,
+                         BankMeta(family="toy"))
+    init = SliderAdapters({n: (m.out_features, m.in_features) for n, m in host.targets().items()}, 3, seed=0)
+    for i, s in enumerate(bank.sliders):
+        for m in bank.modules:
+            assert torch.equal(s.up[m], init.up[m.replace(".", "__")][i])       # up: frozen at its init
+            torch.testing.assert_close(s.up[m].T @ s.up[m], torch.eye(1))     # … an orthonormal column
+    assert sum(not torch.equal(s.down[m], init.down[m.replace(".", "__")][i])
+               for i, s in enumerate(bank.sliders) for m in bank.modules) > 0  # down trained
+    save_bank(bank, str(tmp_path / "b.safetensors"))
+    back = load_bank(str(tmp_path / "b.safetensors"))
+    for s, t in zip(bank.sliders, back.sliders, strict=True):
+        assert all(torch.equal(s.up[m], t.up[m]) and torch.equal(s.down[m], t.down[m]) for m in bank.modules)
+    lora = bank_to_lora(back, {0: 1.0, 2: -1.5}, "comfy", "toy")
+    assert set(lora) == {f"diffusion_model.{m}.{k}" for m in bank.modules
+                         for k in ("lora_up.weight", "lora_down.weight", "alpha")}
+    for m in bank.modules:
+        stem = f"diffusion_model.{m}"
+        got = float(lora[f"{stem}.alpha"]) / 2 * (lora[f"{stem}.lora_up.weight"] @ lora[f"{stem}.lora_down.weight"])
+        torch.testing.assert_close(got, bank.sliders[0].delta(m, 1.0) + bank.sliders[2].delta(m, -1.5))
