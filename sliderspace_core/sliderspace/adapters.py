@@ -37,7 +37,9 @@ class SliderAdapters(nn.Module):
     """``n`` sliders over the same target modules (``down`` trainable, ``up`` frozen), with per-item selection."""
 
     def __init__(self, shapes: dict[str, tuple[int, int]], n_sliders: int, rank: int = 1, alpha: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, frozen_up: bool = True) -> None:
+        """``frozen_up`` True: the reference's init (above). False: the earlier init, kept to compare: ``up`` starts
+        at 0 and trains with ``down``, so a new slider does nothing (train it with a guarded cosine)."""
         super().__init__()
         self.names = sorted(shapes)
         self.rank, self.alpha, self.n_sliders = rank, float(alpha), n_sliders
@@ -46,6 +48,10 @@ class SliderAdapters(nn.Module):
         self.up = nn.ParameterDict()
         for name in self.names:
             out_f, in_f = shapes[name]
+            if not frozen_up:
+                self.down[_key(name)] = nn.Parameter(torch.randn(n_sliders, rank, in_f, generator=g) / in_f**0.5)
+                self.up[_key(name)] = nn.Parameter(torch.zeros(n_sliders, out_f, rank))
+                continue
             if rank > out_f:
                 raise InputError("rank", f"is {rank} but module {name} has only {out_f} outputs.",
                                  f"choose a rank of at most {out_f}.")

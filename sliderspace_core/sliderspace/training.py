@@ -17,7 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,13 @@ class TrainConfig:
     """Recompute decode+embed in backward instead of storing their activations."""
     weight_decay: float = 0.01
     """AdamW weight decay (of the sliders a step draws only: each slider has its own optimiser state)."""
+    init: Literal["reference", "zero_up"] = "reference"
+    """Slider initialisation. ``reference``: ``up`` a random orthonormal column, frozen, only ``down`` trains (the
+    slider acts from step 1). ``zero_up``: the earlier init, kept for side-by-side runs: ``up`` starts at 0 and
+    trains with ``down``; the cosine is then guarded (``cos_guard``)."""
+    cos_guard: float = 1e-3
+    """``zero_up`` only: ``cos = ⟨Δφ, v⟩ / √(‖Δφ‖² + cos_guard²)``, so the first steps' ‖Δφ‖ ≈ 0 cannot blow up the
+    gradient (and with it Adam's second moment)."""
     batched: bool = True
     """True: a step's sliders run as one batched pass (fastest in one process). False: one pass per slider
     (the reference's loop); each slider's update then depends only on its own items, which is what lets
@@ -177,7 +184,8 @@ class SliderTrainer:
         reps = sel.shape[0]
         with self.adapters.active(sel.to(dev), scale):
             phi1 = self._forward(x_t.repeat(reps, *[1] * (x_t.ndim - 1)), sig.repeat(reps))
-            loss, _ = slider_loss(phi1, phi0.expand(reps, -1), targets)
+            loss, _ = slider_loss(phi1, phi0.expand(reps, -1), targets,
+                                  self.cfg.cos_guard if self.cfg.init == "zero_up" else 0.0)
             grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         for p, g in zip(self.params, grads, strict=True):
             if g is not None:
@@ -293,7 +301,8 @@ def train_bank(host: TrainHost, modules: Mapping[str, nn.Module], basis: Directi
                          f"choose n_sliders between 1 and {basis.n_components} (or raise PCA n_components).")
     dev = latents.device
     shapes = {n: (int(m.weight.shape[0]), int(m.weight.shape[1])) for n, m in modules.items()}
-    adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed).to(dev)
+    adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed,
+                              frozen_up=cfg.init == "reference").to(dev)
     directions = basis.components[:n_sliders].float().clone()
     train_rows, held_rows = split_held_out(latents.shape[0])
     trainer = SliderTrainer(host, adapters, directions, latents[train_rows], sigmas.to(dev), cfg, shard)
