@@ -53,9 +53,13 @@ try {
   await page.evaluate(() => window.app.extensionManager.sidebarTab.toggleSidebarTab("node-library"));
   await page.getByText("SliderSpace", { exact: true }).first().click();
   await page.waitForTimeout(800);
+  for (const sub of ["Sliders", "ELROND", "SAE concepts", "ToyWorld"]) { // one subfolder per system
+    await page.getByText(sub, { exact: true }).first().click();
+    await page.waitForTimeout(500);
+  }
   report.library_text = await page.evaluate(() => document.body.innerText);
   report.registered = await page.evaluate(() => Object.keys(window.LiteGraph.registered_node_types)
-    .filter((k) => k.startsWith("SliderSpace")));
+    .filter((k) => k.startsWith("SliderSpace") || k.startsWith("ELROND")));
   await page.evaluate(() => window.app.extensionManager.sidebarTab.toggleSidebarTab("node-library"));
 
   // 2. Every example workflow loads with no missing node type, no widget shift and no new console error.
