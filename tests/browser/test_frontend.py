@@ -65,6 +65,36 @@ def test_example_workflow_loads_cleanly(report, name):
     assert not errors, errors
 
 
+STAGED = ["sliderspace_discover_sdxl.json", "sliderspace_discover_flux.json", "sliderspace_apply_sdxl.json",
+          "sliderspace_apply_flux.json", "elrond_directions_sdxl.json", "sae_concepts_sdxl.json"]
+"""The family templates, laid out by stage (tests/browser/layout.mjs)."""
+
+
+def overlaps(boxes: list[dict]) -> list[str]:
+    """Pairs of rectangles (x, y, w, h) that share any area."""
+    out = []
+    for i, a in enumerate(boxes):
+        ax, ay, aw, ah = a["box"]
+        for b in boxes[i + 1:]:
+            bx, by, bw, bh = b["box"]
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                out.append(f"{a.get('title') or a['type']} / {b.get('title') or b['type']}")
+    return out
+
+
+@pytest.mark.parametrize("name", STAGED)
+def test_family_template_is_readable(report, name):
+    facts = report["workflows"][name]
+    assert not overlaps(facts["rects"]), f"{name}: overlapping nodes {overlaps(facts['rects'])}"
+    assert len(facts["groups"]) >= 4 and not overlaps(facts["groups"]), facts["groups"]
+    for r in facts["rects"]:  # every node inside one stage's group
+        x, y, w, h = r["box"]
+        inside = [g for g in facts["groups"] if g["box"][0] <= x and x + w <= g["box"][0] + g["box"][2]
+                  and g["box"][1] <= y and y + h <= g["box"][1] + g["box"][3]]
+        assert len(inside) == 1, f"{name}: {r['title']} is in {len(inside)} groups"
+    assert [r for r in facts["rects"] if r["type"] == "Note"], f"{name}: no Note saying what to change"
+
+
 def test_widget_shows_one_labelled_slider_per_direction(report, bank_info):
     w = report["widget"]
     n = bank_info["n_sliders"]

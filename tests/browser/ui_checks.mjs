@@ -81,7 +81,12 @@ try {
         }
       }
       const dialogs = [...document.querySelectorAll(".p-dialog")].map((d) => d.innerText.slice(0, 300));
-      return { missing, mismatched, dialogs, nodes: app.graph.nodes.length };
+      const T = LiteGraph.NODE_TITLE_HEIGHT; // a node's rectangle includes its title bar
+      const rects = app.graph.nodes.map((n) => ({ type: n.type, title: n.title,
+        box: [n.pos[0], n.pos[1] - T, n.size[0], n.size[1] + T] }));
+      const groups = (app.graph.groups ?? app.graph._groups ?? []).map((g) => ({ title: g.title,
+        box: [g.pos[0], g.pos[1], g.size[0], g.size[1]] }));
+      return { missing, mismatched, dialogs, nodes: app.graph.nodes.length, rects, groups };
     }, wf);
     report.workflows[path.basename(file)] = { ...facts, console_errors: log.slice(start) };
   }
