@@ -262,7 +262,9 @@ try {
     await loadWorkflow(page, wf); // thumbnail: the workflow as it opens, fitted to the view
     await fitView(page);
     await page.waitForTimeout(800);
-    await page.screenshot({ path: path.join(outDir, `${name}.jpg`), type: "jpeg", quality: 80, clip: VIEW });
+    // GRAPH_DIR: the graph screenshot goes there, for scripts/make_thumbnails.py to put beside a result
+    const shotDir = process.env.GRAPH_DIR || outDir;
+    await page.screenshot({ path: path.join(shotDir, `${name}.jpg`), type: "jpeg", quality: 80, clip: VIEW });
     console.log(`wrote ${name}.json and ${name}.jpg`);
   }
 } finally {
