@@ -146,7 +146,7 @@ class SAESteer(io.ComfyNode):
         """``scale`` is one of the units, or the name an earlier version gave one (saved workflows keep it)."""
         if scale in SCALES or scale in LEGACY_SCALES:
             return True
-        return f"scale {scale!r} is not one of {', '.join(SCALES)}."
+        return str(InputError("scale", f"is {scale!r}.", f"choose one of: {'; '.join(SCALES)}.", node=cls.NAME))
 
     @classmethod
     def execute(cls, model, sae, features, mode, apply_to, scale, start_percent, end_percent, suppress_outside,
