@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 SCALE_TOOLTIP = (
     "Units of the strengths. 'feature mean (sdxl-unbox)': strength x the feature's mean activation x its unit "
-    "decoder direction at every location; strengths about 1-10 (negative removes). 'beta over the grid (Tinaz et "
+    "decoder direction at every location; strengths about 1-10 (1 = the feature at its typical firing value "
+    "everywhere; negative removes). 'beta over the grid (Tinaz et "
     "al.)': global: beta spread over the grid by each location's share of the residual norm, the whole edit sums to "
     "beta per image (beta about 8-10 mid-schedule); spatial: beta x the location's residual norm inside the mask "
     "(beta about 400 middle, 4000 early window). 'absolute': strength x the unit direction (code units).")
