@@ -2,7 +2,7 @@
 
 ComfyUI shows ``example_workflows/<name>.jpg`` in its template browser. A template that needs a real model (SD1.5,
 SDXL, FLUX) cannot be run here, so its right half is the REAL output of the same kind of graph on ToyWorld (the
-pack's 32×32 toy model, no download: docs/images/toyworld_*.png, made by scripts/toyworld_results.py and the
+pack's 32x32 toy model, no download: docs/images/toyworld_*.png, made by scripts/toyworld_results.py and the
 ToyWorld template itself), and says so. The graph screenshots come from tests/browser/make_workflows.mjs
 (``GRAPH_DIR``); scripts/make_example_workflows.py runs both steps.
 
@@ -62,10 +62,10 @@ def compose(name: str, graph: Image.Image) -> Image.Image:
     r = fit(result, (half - 40, SIZE[1] - 260), upscale_nearest=True)
     out.paste(r, (half + 20, 170 + (SIZE[1] - 260 - r.height) // 2))
     if name == "toyworld_sliders":
-        title, note = "What it produces (real output)", "ToyWorld, the pack's 32×32 toy model: nothing to download."
+        title, note = "What it produces (real output)", "ToyWorld, the pack's 32x32 toy model: nothing to download."
     else:
         title = "What it produces, shown on ToyWorld"
-        note = (f"Real output of the same kind of graph on ToyWorld (the pack's 32×32 toy model), not "
+        note = (f"Real output of the same kind of graph on ToyWorld (the pack's 32x32 toy model), not "
                 f"{family(name)}: run the template for your model's.")
     draw.text((half + 20, 30), title, fill=(230, 230, 230), font=big)
     draw.text((half + 20, 80), what, fill=(200, 200, 200), font=small)

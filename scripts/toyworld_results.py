@@ -135,7 +135,7 @@ def sae(Graph) -> dict[str, str]:
     train = node(g, "SliderSpaceSAETrain", activations=col[0], width=256, k=10, lr=1e-3, batch_size=1024, epochs=20)
     cmap = node(g, "SliderSpaceSAEConceptMap", model=tw[0], sae=train[0], positive=pos[0], negative=neg[0], vae=tw[2],
                 width=SIZE, height=SIZE, top=4, step=0, **SAMPLE)
-    maps, text, sae_obj = g.run(cmap[0], cmap[1], train[0])
+    text, sae_obj = g.run(cmap[1], train[0])
     feature = int(re.search(r"feature (\d+)", text).group(1))
     g2 = Graph()
     tw, pos, neg, latent = world(g2)
@@ -146,10 +146,7 @@ def sae(Graph) -> dict[str, str]:
     stack([("plain, seeds 0-7", row(plain_im)),
            (f"SAE Steer: feature {feature} (the map's top one) at 8, steps 0-40 %", row(steered_im))]
           ).save(OUT / "toyworld_sae.png")
-    big = maps[0:1]
-    Image.fromarray((big[0].clamp(0, 1).numpy() * 255).astype(np.uint8)).save(OUT / "toyworld_sae_maps.png")
-    return {"toyworld_sae.png": f"SAE at input_blocks.5.1 (32 runs, 256 features, 20 epochs); feature {feature}",
-            "toyworld_sae_maps.png": "SAE Concept Map, step 0, top 4 features"}
+    return {"toyworld_sae.png": f"SAE at input_blocks.5.1 (32 runs, 256 features, 20 epochs); feature {feature}"}
 
 
 def main() -> None:
