@@ -95,7 +95,7 @@ class Steerer:
         self.mask = mask.detach().float().cpu() if (mask is not None and mode == "spatial") else None
         self.ids = sorted(features)
         sae = csae.sae
-        dirs = sae.decoder_directions().cpu()
+        dirs = sae.decoder_directions().cpu()  # built once, a (d,) vector; apply() moves it to the block's device
         value = csae.feature_mean.float().cpu() if scale == FEATURE_MEAN else torch.ones(sae.n_latents)
         strengths = torch.tensor([features[i] for i in self.ids], dtype=torch.float32)
         idx = torch.tensor(self.ids, dtype=torch.long)
