@@ -265,6 +265,6 @@ def test_node_schemas_build_as_object_info_does(comfy, folders):
     (folders["sliderspace"] / "a.safetensors").write_bytes(b"")
     for cls in (nodes.SaveSliderBank, nodes.LoadSliderBank, nodes.ExportSliderLoRA):
         info = cls.GET_NODE_INFO_V1()
-        assert info["category"] == "SliderSpace" and info["output_node"] == (cls is not nodes.LoadSliderBank)
+        assert info["category"] == "SliderSpace/Sliders" and info["output_node"] == (cls is not nodes.LoadSliderBank)
     kind, opts = nodes.LoadSliderBank.INPUT_TYPES()["required"]["file"]
     assert kind == "COMBO" and opts["options"] == ["a.safetensors"]  # listed afresh on each refresh
