@@ -16,6 +16,7 @@ from ...sliderspace_core.concepts.unbox import load_unbox
 from ...sliderspace_core.decompose.topk_sae import TopKSAEConfig
 from ...sliderspace_core.decompose.topk_train import train_sae
 from .. import sockets as S
+from ..glue.device import compute_device, result_device
 from ..glue.folders import NONE_FOUND, SAE_FOLDER, file_fingerprint, full_path, listed, save_new
 from ..glue.ui import Progress, node_errors
 
@@ -67,12 +68,14 @@ class SAETrain(io.ComfyNode):
                 dead.append(float(snap["dead_fraction"]))
                 progress(step, total or steps)
 
+            device = compute_device(cfg.training_bytes(activations.d))
             with torch.inference_mode(False):
                 sae, stats = train_sae(activations, cfg, progress=report, total_rows=activations.rows,
-                                       device="cpu", check=progress.check)
+                                       device=device, check=progress.check)
                 mean, std = feature_stats(sae, activations)
+            home = result_device()  # the trained SAE leaves the GPU to the models; steering copies it back there
             sae.metadata = {"family": activations.meta.get("family", "")}
-            csae = ConceptSAE(sae.eval(), activations.block, mean, std)
+            csae = ConceptSAE(sae.eval().to(home), activations.block, mean.to(home), std.to(home))
             plot = training_plot(stats.loss, dead, stats.explained_variance, stats.dead_fraction)
             text = (f"{csae.describe()}\nexplained variance {stats.explained_variance:.4f}, dead latents "
                     f"{100 * stats.dead_fraction:.1f} %, {stats.steps} steps, {stats.rows} rows, "

@@ -12,6 +12,7 @@ from ...sliderspace_core.common.drawing import FG, GRID, LINE, blank, scree_plot
 from ...sliderspace_core.elrond.complexity import concept_complexity, lid_stability_curve, subspace_overlap
 from ...sliderspace_core.elrond.directions import ELROND_SAE, check_directions_for, pca_directions, sae_directions
 from .. import sockets as S
+from ..glue.device import compute_device
 from ..glue.ui import Progress, node_errors
 
 METHODS = ("PCA (LID rule)", "PCA (top n)", "TopK SAE")
@@ -51,7 +52,8 @@ class Decompose(io.ComfyNode):
                 def progress(step: int, total: int | None, stats: dict) -> None:
                     bar(min(100, int(100 * step / total)) if total else 0)
 
-                d = sae_directions(gradients, cfg, progress=progress, check=bar.check)
+                device = compute_device(cfg.training_bytes(gradients.dim))
+                d = sae_directions(gradients, cfg, progress=progress, check=bar.check, device=device)
             else:
                 d = pca_directions(gradients, "lid" if method == METHODS[0] else "top_n", n, c)
             title = f"ELROND {method}: {d.n_components} directions of {gradients.word!r} ({len(gradients)} gradients)"

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..common.errors import InputError
-from ..decompose.topk_sae import TopKSAE, read_sae, save_sae
+from ..decompose.topk_sae import TopKSAE, accumulator_dtype, read_sae, save_sae
 
 META_BLOCK = "concepts.block"
 META_SOURCE = "concepts.source"
@@ -54,20 +54,19 @@ class ConceptSAE:
 
 
 def feature_stats(sae: TopKSAE, chunks: Iterable[Tensor], chunk_rows: int = 65536) -> tuple[Tensor, Tensor]:
-    """Per feature: mean and std of its code over the rows where it fires (0 where it never fires)."""
-    n = sae.n_latents
-    s1 = torch.zeros(n, dtype=torch.float64)
-    s2 = torch.zeros(n, dtype=torch.float64)
-    cnt = torch.zeros(n, dtype=torch.float64)
-    with torch.no_grad():
+    """Per feature: mean and std of its code over the rows where it fires (0 where it never fires), computed and
+    returned on the SAE's device."""
+    n, dev = sae.n_latents, sae.W_enc.device
+    acc = accumulator_dtype(dev)
+    s1, s2, cnt = (torch.zeros(n, dtype=acc, device=dev) for _ in range(3))
+    with torch.no_grad():  # summed on the SAE's device: chunks are streamed there, nothing comes back per chunk
         for chunk in chunks:
             for c in chunk.reshape(-1, sae.d_in).split(chunk_rows):
-                vals, idx = sae.encode_topk(c.to(sae.W_enc.device, torch.float32))
-                fired = vals > 0
-                i, v = idx[fired].cpu(), vals[fired].double().cpu()
+                vals, idx = sae.encode_topk(c.to(dev, torch.float32))
+                i, v = idx.reshape(-1), vals.reshape(-1).to(acc)  # kept codes that did not fire are 0: add nothing
                 s1.index_add_(0, i, v)
                 s2.index_add_(0, i, v * v)
-                cnt.index_add_(0, i, torch.ones_like(v))
+                cnt.index_add_(0, i, (v > 0).to(acc))
     safe = cnt.clamp_min(1.0)
     mean = s1 / safe
     std = (s2 / safe - mean * mean).clamp_min(0.0).sqrt()

@@ -25,6 +25,7 @@ suppression outside the mask belongs to the steered cond half and is not flipped
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +34,7 @@ from torch import Tensor
 
 from ..common.errors import InputError
 from ..common.textspec import finite_number, parse_indexed
+from ..decompose.topk_sae import TopKSAE
 from .activations import COND
 from .sae import ConceptSAE
 
@@ -93,13 +95,21 @@ class Steerer:
         self.mask = mask.detach().float().cpu() if (mask is not None and mode == "spatial") else None
         self.ids = sorted(features)
         sae = csae.sae
-        dirs = sae.decoder_directions().cpu()
-        value = csae.feature_mean.float() if scale == FEATURE_MEAN else torch.ones(sae.n_latents)
+        dirs = sae.decoder_directions().cpu()  # built once, a (d,) vector; apply() moves it to the block's device
+        value = csae.feature_mean.float().cpu() if scale == FEATURE_MEAN else torch.ones(sae.n_latents)
         strengths = torch.tensor([features[i] for i in self.ids], dtype=torch.float32)
         idx = torch.tensor(self.ids, dtype=torch.long)
         self.vector = (strengths * value[idx]) @ dirs[idx] if self.ids else torch.zeros(sae.d_in)
         self.sae = sae
         self._mask_cache: dict[tuple[int, int], Tensor] = {}
+        self._sae_cache: dict[torch.device, TopKSAE] = {sae.W_enc.device: sae}
+
+    def _sae_on(self, device: torch.device) -> TopKSAE:
+        """The SAE on the block's device: a copy made once per device (the input SAE is never moved), so the
+        suppression's encode runs where sampling runs instead of sending activations to the CPU each step."""
+        if device not in self._sae_cache:
+            self._sae_cache[device] = copy.deepcopy(self.sae).to(device)
+        return self._sae_cache[device]
 
     @property
     def active(self) -> bool:
@@ -164,9 +174,10 @@ class Steerer:
         edit = sign * (weights * vec).expand(len(rows), n, d)
         if m is not None and self.suppress:  # the steered rows only: on cfg's uncond half only the addition flips
             steered = (signs[rows] > 0).to(out.device, out.dtype)[:, None, None]
+            sae = self._sae_on(out.device)
             with torch.no_grad():
-                codes = self.sae.encode(z.float().to(self.sae.W_enc.device))[..., self.ids]        # (r, n, f)
-                contrib = codes @ self.sae.W_dec.detach()[self.ids]                                  # (r, n, d)
+                codes = sae.encode(z.float())[..., self.ids]                                       # (r, n, f)
+                contrib = codes @ sae.W_dec.detach()[self.ids]                                       # (r, n, d)
             edit = edit - steered * (1.0 - m) * contrib.to(out.device, out.dtype)
         result = out.clone()
         result[rows] += edit

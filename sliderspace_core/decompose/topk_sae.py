@@ -30,6 +30,11 @@ FORMAT_VERSION = "1"
 _TENSORS = ("W_enc", "b_lat", "W_dec", "b_pre", "firing_density")
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for sums over many rows, or float32 on a device without float64 (Apple's MPS)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 @dataclass(frozen=True)
 class TopKSAEConfig:
     """Architecture and training settings of a :class:`TopKSAE` (all of it is saved with the weights)."""
@@ -65,6 +70,15 @@ class TopKSAEConfig:
     def width(self, d_in: int) -> int:
         """The number of latents for inputs of size ``d_in``."""
         return int(self.n_latents) if self.n_latents else max(1, round(self.expansion * d_in))
+
+    def training_bytes(self, d_in: int) -> int:
+        """Device memory one training run needs, roughly: the float32 weights with their gradients and two Adam
+        moments, plus one batch's temporaries (pre-activations, dense codes and their gradient, row copies).
+        The shuffle buffer stays in host memory. Hosts free this much before training (SDXL's 1280-wide block
+        at 4x and batch 4096: about 0.6 GB)."""
+        n = self.width(d_in)
+        params = 2 * n * d_in + n + d_in
+        return 4 * (4 * params + self.batch_size * (3 * n + 8 * d_in))
 
     def validate(self, d_in: int) -> None:
         """Raise :class:`InputError` naming the first bad setting."""

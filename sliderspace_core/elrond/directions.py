@@ -65,16 +65,17 @@ def pca_directions(grads: GradientSet | Tensor, rule: PcaRule = "lid", n: int = 
 
 
 def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_SAE, lo: float = -6.0,
-                   hi: float = 0.0, progress=None, check=None) -> Directions:
+                   hi: float = 0.0, progress=None, check=None, device: torch.device | str | None = None) -> Directions:
     """Decoder atoms of a TopK SAE trained on the gradients whose log10 firing density lies in (lo, hi),
-    most frequently firing first. Variances are those of the centred rows along each atom."""
+    most frequently firing first. Variances are those of the centred rows along each atom. The SAE trains on
+    ``device`` (default: the gradients'), batches streamed there; the directions come back on the CPU."""
     x, source = _rows(grads)
     x = x.float()
     if x.ndim != 2 or x.shape[0] < 2:
         raise InputError("gradients", f"has shape {tuple(x.shape)}.", "collect at least 2 gradients.")
     if not bool(torch.isfinite(x).all()):
         raise InputError("gradients", "contain NaN or infinite values.", "collect them again.")
-    sae, stats = train_sae(x, config, progress=progress, check=check)
+    sae, stats = train_sae(x, config, progress=progress, check=check, device=device)
     atoms, ids = density_directions(sae, lo=lo, hi=hi)
     if atoms.shape[0] == 0:
         raise InputError("sae", f"no SAE feature fires with a log10 density in ({lo}, {hi}).",
