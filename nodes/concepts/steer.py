@@ -66,7 +66,7 @@ def steer_application(cls, sae, settings: tuple, mask=None) -> str:
 
 
 class SAEConceptMap(io.ComfyNode):
-    NAME = "SliderSpace SAE Concept Map"
+    NAME = "SAE Concept Map"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -78,7 +78,8 @@ class SAEConceptMap(io.ComfyNode):
             inputs=[
                 io.Model.Input("model"), S.SAE.Input("sae"),
                 io.Conditioning.Input("positive"), io.Conditioning.Input("negative"),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                             tooltip="Seed of the one sample the maps are drawn from."),
                 *S.sampling_inputs(),
                 io.Int.Input("step", default=0, min=0, max=10000, tooltip="Which step's activations (0 = first)."),
                 io.Int.Input("top", default=8, min=1, max=64, tooltip="How many features to show."),
@@ -109,7 +110,7 @@ class SAEConceptMap(io.ComfyNode):
 
 
 class SAESteer(io.ComfyNode):
-    NAME = "SliderSpace SAE Steer"
+    NAME = "SAE Steer"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -127,13 +128,18 @@ class SAESteer(io.ComfyNode):
                                 tooltip="feature:strength pairs, e.g. '12:4, 40:-2'; the units are set by 'scale' "
                                         "(feature mean: about 1-10; beta over the grid: 8-10 global, 400-4000 "
                                         "spatial)."),
-                io.Combo.Input("mode", options=list(MODES), default="global"),
+                io.Combo.Input("mode", options=list(MODES), default="global",
+                               tooltip="global: add the features at every location; spatial: only inside the MASK "
+                                       "(and remove them outside with suppress_outside)."),
                 io.Combo.Input("apply_to", options=list(APPLY_TO), default="cond",
                                tooltip="cond: only the cond half (uncond untouched); both; cfg: add on cond, "
                                        "subtract the added vector on uncond (sdxl-unbox)."),
                 io.Combo.Input("scale", options=list(SCALES), default=FEATURE_MEAN, tooltip=SCALE_TOOLTIP),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Steering starts here in the schedule (by sigma): 0-0.4 steers composition, "
+                                       "0.4-0.8 style."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Steering stops here in the schedule (1 = until the end)."),
                 io.Boolean.Input("suppress_outside", default=True,
                                  tooltip="Spatial mode: remove the features' own contribution outside the mask."),
                 io.Mask.Input("mask", optional=True),

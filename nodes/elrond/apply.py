@@ -80,10 +80,14 @@ class RandomDirections(io.ComfyNode):
                         "from seed + j alone (item j = a batch-1 run with seed + j), strength uniform in "
                         "[min_strength, max_strength]. Outputs a conditioning with batch_size items.",
             inputs=[*_common_inputs(),
-                    io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                    io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                                 tooltip="Batch item j draws its directions and strength from seed + j alone."),
                     io.Int.Input("n", default=3, min=1, max=4096, tooltip="Directions per generation (paper: 3)."),
-                    io.Float.Input("min_strength", default=30.0, min=0.0, max=1000.0, step=0.5),
-                    io.Float.Input("max_strength", default=40.0, min=0.0, max=1000.0, step=0.5),
+                    io.Float.Input("min_strength", default=30.0, min=0.0, max=1000.0, step=0.5,
+                                   tooltip="Lower end of each item's strength, drawn uniform in [min_strength, "
+                                           "max_strength] (paper on SDXL: 30)."),
+                    io.Float.Input("max_strength", default=40.0, min=0.0, max=1000.0, step=0.5,
+                                   tooltip="Upper end of each item's strength (paper on SDXL: 40)."),
                     io.Boolean.Input("random_sign", default=True, tooltip="Random sign per chosen direction."),
                     io.Int.Input("batch_size", default=1, min=1, max=4096, tooltip="Match your latent batch.")],
             outputs=[io.Conditioning.Output(), io.String.Output(display_name="draws")],

@@ -33,7 +33,9 @@ class CollectGradients(io.ComfyNode):
             inputs=[
                 io.Model.Input("model"),
                 io.Clip.Input("clip", tooltip="The text encoder; its tokenizer finds the word's token rows."),
-                io.String.Input("prompt", multiline=True, default="a photo of a dog"),
+                io.String.Input("prompt", multiline=True, default="a photo of a dog",
+                                tooltip="The prompt the images are sampled with; it must contain `word`. Give Apply "
+                                        "Directions the same text."),
                 io.String.Input("word", default="dog", tooltip="The concept word of the prompt."),
                 io.String.Input("negative", multiline=True, default="", tooltip="Negative prompt for sampling."),
                 io.Int.Input("images", default=64, min=2, max=1_000_000,

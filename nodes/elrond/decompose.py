@@ -30,7 +30,9 @@ class Decompose(io.ComfyNode):
                         "decoder atoms of a TopK SAE whose log10 firing density lies in (-6, 0).",
             inputs=[
                 S.Gradients.Input("gradients"),
-                io.Combo.Input("method", options=list(METHODS), default=METHODS[0]),
+                io.Combo.Input("method", options=list(METHODS), default=METHODS[0],
+                               tooltip="PCA (LID rule): the components above C/min(N, D) (paper); PCA (top n): the n "
+                                       "largest; TopK SAE: decoder atoms (needs 10-30 k gradients)."),
                 io.Int.Input("n", default=8, min=1, max=8192, tooltip="Components for 'PCA (top n)'."),
                 io.Float.Input("c", default=2.5, min=0.01, max=1000.0, step=0.1, tooltip="C of the LID rule."),
                 io.Int.Input("sae_k", default=32, min=1, max=4096, tooltip="TopK SAE: active features per row."),
@@ -93,7 +95,9 @@ class ConceptComplexity(io.ComfyNode):
                         "||V_A V_Bᵀ||²_F / k_A of two directions sets (1: same span, 0: orthogonal).",
             inputs=[
                 S.Gradients.Input("gradients"),
-                io.Float.Input("c", default=2.5, min=0.01, max=1000.0, step=0.1),
+                io.Float.Input("c", default=2.5, min=0.01, max=1000.0, step=0.1,
+                               tooltip="LID constant C: components explaining more than C/min(N, D) of the variance "
+                                       "count (paper: 2.5)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Order of the stability curve."),
                 S.Directions.Input("directions", optional=True, tooltip="Concept A's directions (for the overlap)."),
                 S.Directions.Input("other_directions", optional=True, tooltip="Concept B's directions."),

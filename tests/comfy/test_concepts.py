@@ -15,7 +15,7 @@ from .test_discovery import SIZE
 STEPS = 6
 BLOCK = "middle_block.1"
 STEER = "SliderSpaceSAESteer"
-STEER_NAME = "SliderSpace SAE Steer"
+STEER_NAME = "SAE Steer"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores

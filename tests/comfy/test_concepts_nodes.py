@@ -98,11 +98,11 @@ def test_collect_train_save_load_map_steer(comfy, tiny, dirs):
     top = int(feats.split(":")[0].split()[-1])
     steered = steer(comfy, tiny.model, loaded, f"{top}:10")
     assert not torch.equal(sample(tiny, (pos, neg), steered)[0], sample(tiny, (pos, neg), tiny.model)[0])
-    fails(lambda: concept_map(tiny.model, loaded, pos, neg, step=STEPS), "SliderSpace SAE Concept Map", "step")
+    fails(lambda: concept_map(tiny.model, loaded, pos, neg, step=STEPS), "SAE Concept Map", "step")
     fails(lambda: collect(tiny.model, pos, neg, block="input_blocks.8.1", samples=1),
-          "SliderSpace SAE Collect Activations", "block")
+          "SAE Collect Activations", "block")
     assert "'nope.safetensors' is not in models/sae" in fails(
-        lambda: run_node("SliderSpaceLoadSAE", file="nope.safetensors"), "SliderSpace Load SAE", "file")
+        lambda: run_node("SliderSpaceLoadSAE", file="nope.safetensors"), "SAE Load", "file")
 
 
 def test_steering_is_bitwise_equal_after_save_and_load(comfy, tiny, dirs):
@@ -181,7 +181,7 @@ def test_unbox_import_steers_a_tiny_sdxl_and_survives_a_round_trip(comfy, tiny, 
 
     torch.save({"state_dict": {"encoder.weight": _Canary(canary)}}, os.path.join(final, "state_dict.pth"))
     fails(lambda: run_node("SliderSpaceImportUnboxSAE", checkpoint=f"{UNBOX_RUN}/final"),
-          "SliderSpace Import sdxl-unbox SAE", "checkpoint")
+          "SAE Import sdxl-unbox", "checkpoint")
     assert not os.path.exists(canary)
 
 
@@ -272,4 +272,4 @@ def test_sdxl_collect_train_map_steer_through_the_nodes(comfy, tiny, dirs):
     assert f"width 320 but {block} has width 128" in fails(lambda: steer(comfy, mp, wide), STEER_NAME, "sae")
     fails(lambda: steer(comfy, tiny.model, sae), STEER_NAME, "sae")  # the SDXL block's width differs on SD1.5
     fails(lambda: collect(mp, pos, neg, block="input_blocks.8.1", samples=1, seed=0),
-          "SliderSpace SAE Collect Activations", "block")
+          "SAE Collect Activations", "block")
