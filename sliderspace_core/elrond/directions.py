@@ -9,7 +9,9 @@ Loading never unpickles and refuses foreign or damaged files with an :class:`Inp
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -19,7 +21,7 @@ from ..common.errors import InputError
 from ..common.safefile import FLOATS, read_header, write_safetensors
 from ..decompose.directions import Directions
 from ..decompose.pca import fit_pca
-from ..decompose.topk_sae import TopKSAEConfig, density_directions
+from ..decompose.topk_sae import ELROND_PRESET, TopKSAE, TopKSAEConfig, density_directions
 from ..decompose.topk_train import train_sae
 from .complexity import LID_C, concept_complexity
 from .gradients import GradientSet
@@ -29,8 +31,42 @@ FORMAT_VERSION = 1
 PREFIX = "directions."
 PcaRule = Literal["lid", "top_n"]
 
-ELROND_SAE = TopKSAEConfig(k=32, expansion=1.0, auxk=None, lr=3e-5, warmup_steps=1000, batch_size=512, epochs=20)
-"""The paper's SAE: expansion 1, k 32, lr 3e-5 with 1 000 warm-up steps, 20 epochs, batch 512."""
+ELROND_SAE = ELROND_PRESET
+"""ELROND's TopK SAE settings (the one preset, :data:`~..decompose.topk_sae.ELROND_PRESET`)."""
+
+
+@dataclass(frozen=True)
+class SAESchedule:
+    """How the TopK SAE's schedule follows the number of gradients, and when a run counts as untrained."""
+
+    batches_per_epoch: int = 32
+    """The batch is the data split into about this many parts, between ``min_batch`` and the config's
+    ``batch_size`` (the paper's 512), so a small set still gets many optimiser steps per epoch."""
+    min_batch: int = 32
+    """Smallest batch (fewer rows per step make the atoms follow single gradients)."""
+    min_steps: int = 1500
+    """Fewest optimiser steps in a run: epochs are raised above the config's until the run has this many
+    (2 000 gradients at batch 512 and 20 epochs would be 80 steps)."""
+    warmup_fraction: float = 0.05
+    """Linear learning-rate warm-up over this share of the run's steps (the paper: a fixed 1 000 steps)."""
+    untrained_cos: float = 0.99
+    """A run whose exported atoms have a median cosine with their own initial values above this did not
+    train (a random init fires too, so its atoms would pass the density rule)."""
+    min_explained_variance: float = 0.5
+    """A dictionary that explains less of the gradients' variance than this does not describe them."""
+
+
+SAE_SCHEDULE = SAESchedule()
+
+
+def scaled_sae_config(n_rows: int, config: TopKSAEConfig = ELROND_SAE,
+                      schedule: SAESchedule = SAE_SCHEDULE) -> TopKSAEConfig:
+    """``config`` with its batch, epochs and warm-up scaled to ``n_rows`` gradients (see :class:`SAESchedule`)."""
+    batch = min(config.batch_size, max(schedule.min_batch, n_rows // schedule.batches_per_epoch), max(1, n_rows))
+    per_epoch = math.ceil(n_rows / batch)
+    epochs = max(config.epochs, math.ceil(schedule.min_steps / per_epoch))
+    warmup = round(schedule.warmup_fraction * per_epoch * epochs)
+    return replace(config, batch_size=batch, epochs=epochs, warmup_steps=warmup)
 
 
 def _rows(grads: GradientSet | Tensor) -> tuple[Tensor, dict]:
@@ -65,20 +101,48 @@ def pca_directions(grads: GradientSet | Tensor, rule: PcaRule = "lid", n: int = 
 
 
 def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_SAE, lo: float = -6.0,
-                   hi: float = 0.0, progress=None, check=None) -> Directions:
+                   hi: float = 0.0, progress=None, check=None, schedule: SAESchedule | None = SAE_SCHEDULE
+                   ) -> Directions:
     """Decoder atoms of a TopK SAE trained on the gradients whose log10 firing density lies in (lo, hi),
-    most frequently firing first. Variances are those of the centred rows along each atom."""
+    most frequently firing first. Variances are those of the centred rows along each atom.
+
+    ``schedule`` scales ``config``'s batch, epochs and warm-up to the number of gradients (None: ``config``
+    as given). Runs inside ``inference_mode(False)`` (a ComfyUI executor runs nodes in inference mode) on a
+    copy of the gradients. A dictionary that did not train (atoms at their init, or too little explained
+    variance) raises :class:`InputError` instead of exporting random atoms as directions.
+    """
     x, source = _rows(grads)
-    x = x.float()
     if x.ndim != 2 or x.shape[0] < 2:
-        raise InputError("gradients", f"has shape {tuple(x.shape)}.", "collect at least 2 gradients.")
+        raise InputError("gradients", f"has shape {tuple(x.shape)}; the TopK SAE needs at least 2 gradients.",
+                         "raise ELROND Collect Gradients' pairs (the paper uses 4 000-30 000).")
     if not bool(torch.isfinite(x).all()):
         raise InputError("gradients", "contain NaN or infinite values.", "collect them again.")
-    sae, stats = train_sae(x, config, progress=progress, check=check)
-    atoms, ids = density_directions(sae, lo=lo, hi=hi)
+    if config.k > config.width(int(x.shape[1])):
+        raise InputError("sae_k", f"is {config.k} but the SAE has only {config.width(int(x.shape[1]))} features.",
+                         f"lower sae_k to at most {config.width(int(x.shape[1]))}.")
+    if schedule is not None:
+        config = scaled_sae_config(int(x.shape[0]), config, schedule)
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.detach().float().clone()
+        sae, stats = train_sae(x, config, progress=progress, check=check)
+        atoms, ids = density_directions(sae, lo=lo, hi=hi)
+        init = TopKSAE.create(int(x.shape[1]), config).decoder_directions()[ids]
     if atoms.shape[0] == 0:
-        raise InputError("sae", f"no SAE feature fires with a log10 density in ({lo}, {hi}).",
-                         "train longer (more epochs) or use PCA.")
+        raise InputError("sae_epochs", f"no SAE feature fires with a log10 density in ({lo}, {hi}).",
+                         "train longer (raise sae_epochs) or use method 'PCA (LID rule)'.")
+    init_cos = float((atoms * init).sum(1).median())
+    floor = schedule or SAE_SCHEDULE
+    run = (f"{stats.steps} steps of batch {config.batch_size}, lr {config.lr:g}, "
+           f"{config.warmup_steps} warm-up steps, {len(x)} gradients")
+    if init_cos > floor.untrained_cos:
+        raise InputError("sae_lr", f"the TopK SAE did not train: its atoms stayed at their random init (median "
+                         f"cos {init_cos:.3f} with it) after {run}.",
+                         f"raise sae_lr (default {ELROND_SAE.lr:g}) or sae_epochs, or use method 'PCA (LID rule)'.")
+    if stats.explained_variance < floor.min_explained_variance:
+        raise InputError("sae_epochs", f"the TopK SAE explains only {stats.explained_variance:.0%} of the "
+                         f"gradients' variance (at least {floor.min_explained_variance:.0%} expected) after {run}: "
+                         "its atoms do not describe them.",
+                         "raise sae_epochs or sae_k, collect more gradients, or use method 'PCA (LID rule)'.")
     dens = sae.firing_density.detach().double().cpu()[ids]
     order = torch.argsort(dens, descending=True, stable=True)
     atoms, ids = atoms[order], ids[order]
@@ -88,7 +152,9 @@ def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_S
     var = (xc @ atoms.double().T).square().sum(0) / max(1, x.shape[0] - 1)
     total = xc.square().sum() / max(1, x.shape[0] - 1)
     source.update(features=ids.tolist(), explained_variance=stats.explained_variance, k=config.k,
-                  expansion=config.expansion, epochs=config.epochs, lo=lo, hi=hi)
+                  expansion=config.expansion, epochs=config.epochs, lo=lo, hi=hi, lr=config.lr,
+                  batch_size=config.batch_size, warmup_steps=config.warmup_steps, steps=stats.steps,
+                  atom_init_cos=init_cos)
     return Directions(atoms.float().contiguous(), var, var / total.clamp_min(1e-300), mean.float(),
                       int(x.shape[0]), getattr(grads, "space", ""), "topk_sae", source)
 
