@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from benchmarks.common import Result, check
 
 GOAL = ">= 0.9"

@@ -27,7 +27,9 @@ class CollectGradients(io.ComfyNode):
             node_id="ELRONDCollectGradients", display_name=cls.NAME, category=S.ELROND_CATEGORY,
             description="Samples images of one prompt (or takes a LATENT batch), forms random image pairs (A, B) and "
                         "collects, per pair, the gradient of ||x̂0(A noised to the first usable step) - B||² w.r.t. "
-                        "the conditioning vectors of the concept word (all its token pieces). Cond branch only. "
+                        "the conditioning vectors of the concept word (all its token pieces). x̂0 is the guided "
+                        "prediction at cfg (negative fixed; at cfg 1 the cond branch alone); the gradient is taken "
+                        "w.r.t. the cond rows only. "
                         "loss_space 'clip image' measures the loss between the L2-normalised image embeddings "
                         "of the decoded x̂0 and B instead (needs vae and clip_vision or encoder).",
             inputs=[
@@ -87,8 +89,8 @@ class CollectGradients(io.ComfyNode):
             n = int(latents["samples"].shape[0]) if latents is not None else images
             check_pair_count(pairs, n)
             index, sigma = first_usable_sigma(model, steps, scheduler, step)
+            neg = encode_text(clip, negative)
             if latents is None:
-                neg = encode_text(clip, negative)
                 _, z = sample_trajectories(model, [positive], neg, [prompt], images, seed, steps, cfg, sampler_name,
                                            scheduler, width, height, batch_size, [steps - 1], torch.float16)
             else:
@@ -104,10 +106,11 @@ class CollectGradients(io.ComfyNode):
                                     remove_common=remove_common, loss_space=loss_space)
             grads = collect_in_comfy(model, positive, z.float(), rows, sigma, config, Progress(pairs, "gradients"),
                                      conditioning_space(clip, cond.shape[-1]), word.strip(), prompt,
-                                     gradient_checkpointing, vae, enc)
+                                     gradient_checkpointing, vae, enc, negative=neg, cfg=cfg)
             grads.config.update(step=index, steps=steps, scheduler=scheduler)
             info = (f"{len(grads)} gradients of width {grads.dim} for {word.strip()!r} (token rows {rows}) from {n} "
-                    f"images, sigma {sigma:.4g} (step {index}), {loss_space} loss, {grads.config['seconds']:.1f} s; "
+                    f"images, sigma {sigma:.4g} (step {index}), {grads.config['x0']} x̂0, {loss_space} loss, "
+                    f"{grads.config['seconds']:.1f} s; "
                     f"{grads.space}")
         return io.NodeOutput(grads, {"samples": z}, info)
 

@@ -6,11 +6,13 @@ tokens (those of the empty prompt) dropped, and that id run is searched in the p
 all of them. The rows are those of the encoder whose output is the CONDITIONING tensor: ``l`` for SD1.x
 (``h``/``g`` for other single-CLIP models), ``l`` for SDXL (CLIP-G shares its rows), ``t5xxl`` for FLUX.
 
-Gradients run inside ``Guider_Basic.sample`` with a custom ``Sampler`` (ComfyUI's ``nodes_train.py``
+Gradients run inside the guider's ``sample`` with a custom ``Sampler`` (ComfyUI's ``nodes_train.py``
 idiom), so ComfyUI loads the model and builds every extra input (SDXL's ``y``, FLUX's guidance). The
-sampler swaps a batched leaf into the positive's ``c_crossattn`` for each pass and calls the guider: x̂0 on
-the cond branch only. FLUX's in-place adds break backward through its LayerNorms; while collecting, every
-LayerNorm of a FLUX model gets a cloned input (a forward pre-hook, removed in ``finally``).
+sampler swaps a batched leaf into the positive's ``c_crossattn`` for each pass and calls the guider: at cfg 1
+x̂0 of the cond branch (``Guider_Basic``), else the guided x̂0 of ``CFGGuider`` (negative fixed, the gradient
+flows into the cond rows only), as the authors backpropagate through the guided prediction. FLUX's
+in-place adds break backward through its LayerNorms; while collecting, every LayerNorm of a FLUX model gets
+a cloned input (a forward pre-hook, removed in ``finally``).
 For ``loss_space="clip image"`` the host also has ``embed_image``: the latent is decoded by the VAE with its
 graph kept (``vae_decode_differentiable``) and embedded through the core's one preprocessing
 (``embed_images``) by a CLIP_VISION or the pack's image encoder; the VAE and encoder weights are frozen.
@@ -169,9 +171,11 @@ class _GradientSampler(comfy.samplers.Sampler):
 def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: list[int], sigma: float,
                      config: GradientConfig, progress: Callable[[int, int], None] | None = None,
                      space: str = "", word: str = "", prompt: str = "", checkpointing: bool = False,
-                     vae=None, encoder=None) -> GradientSet:
+                     vae=None, encoder=None, negative: list | None = None, cfg: float = 1.0) -> GradientSet:
     """Per-pair gradients w.r.t. ``positive``'s conditioning rows ``rows``, for ``latents_vae`` (VAE space,
     as a LATENT holds them) through ComfyUI's guider for ``model``. The input conditioning is not changed.
+    With ``negative`` and ``cfg`` != 1, x̂0 is the GUIDED prediction x̂0_u + cfg·(x̂0_c − x̂0_u) of ComfyUI's
+    ``CFGGuider`` (the authors backpropagate through it); the gradient is still w.r.t. the cond rows only.
     ``checkpointing`` recomputes block activations in backward (less memory, one more forward).
     ``vae`` and ``encoder`` (a core ``ImageEncoder``) are needed for ``config.loss_space == "clip image"``."""
     if len(positive) != 1:
@@ -184,8 +188,14 @@ def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: lis
             vae = encoder = None
         extra = [] if vae is None else [vae.patcher] + ([encoder.cv.patcher] if hasattr(encoder, "cv") else [])
         mm.load_models_gpu([model, *extra], force_full_load=True)
-        guider = Guider_Basic(model)
-        guider.set_conds(clone_conditioning(positive))
+        guided = negative is not None and cfg != 1.0
+        if guided:
+            guider = comfy.samplers.CFGGuider(model)
+            guider.set_conds(clone_conditioning(positive), clone_conditioning(negative))
+            guider.set_cfg(cfg)
+        else:
+            guider = Guider_Basic(model)
+            guider.set_conds(clone_conditioning(positive))
 
         def run(host: GuiderHost) -> None:
             z = host.inner.process_latent_in(latents)
@@ -194,4 +204,6 @@ def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: lis
         sigmas = torch.tensor([max(float(sigma), 1e-3), 0.0])  # the guider wants a schedule; we use our sigma
         sampler = _GradientSampler(run, checkpointing, vae, encoder)
         guider.sample(torch.zeros_like(head), head, sampler, sigmas, seed=0, disable_pbar=True)
+    out["g"].config.update(cfg=float(cfg) if guided else 1.0,
+                           x0=f"guided (CFGGuider, cfg {cfg:g})" if guided else "cond only (Guider_Basic)")
     return out["g"]
