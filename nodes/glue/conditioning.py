@@ -77,8 +77,38 @@ def _flat_ids(clip, key: str, text: str) -> list:
     return [t[0] for chunk in tokens[key] for t in chunk]
 
 
+def _token_strings(clip, key: str) -> dict | None:
+    """id → token text of the ``key`` encoder's tokenizer (None for a tokenizer without a vocabulary)."""
+    tok = clip.tokenizer
+    sub = getattr(tok, f"clip_{key}", None) or getattr(tok, key, None) or tok
+    inv = getattr(sub, "inv_vocab", None)
+    return inv if isinstance(inv, dict) else None
+
+
+def _whole_word(ids: list, r: int, n: int, text: dict | None, special: set) -> bool:
+    """Whether pieces ``ids[r:r+n]`` are a whole word: it starts where a word starts and ends where one ends.
+    CLIP marks a word's LAST piece with ``</w>`` (so the piece before must end a word); SentencePiece (T5)
+    marks a word's FIRST piece with ``▁`` (so the piece after must start a word, or be punctuation)."""
+    if text is None:  # a word-level tokenizer: every token is a word
+        return True
+
+    def s(i: int) -> str:
+        v = ids[i]
+        return text.get(v, "") if isinstance(v, int) and v not in special else ""
+
+    def is_edge(i: int) -> bool:  # outside the text: start/end/pad token, or an embedding
+        return i < 0 or i >= len(ids) or not isinstance(ids[i], int) or ids[i] in special
+
+    starts = is_edge(r - 1) or s(r - 1).endswith("</w>") or s(r).startswith("▁")
+    nxt = s(r + n)
+    ends = (s(r + n - 1).endswith("</w>") or is_edge(r + n) or nxt.startswith("▁")
+            or not nxt[:1].isalnum())
+    return starts and ends
+
+
 def token_rows(clip, prompt: str, word: str, n_rows: int | None = None, input_name: str = "word") -> list[int]:
-    """Rows of ``prompt``'s conditioning that hold ``word``'s token pieces (all occurrences)."""
+    """Rows of ``prompt``'s conditioning that hold ``word``'s token pieces (all whole-word occurrences: 'horse'
+    is not the second piece of 'seahorse')."""
     key = _row_key(clip)
     ids = _flat_ids(clip, key, prompt)
     if n_rows is not None and n_rows != len(ids):
@@ -88,11 +118,14 @@ def token_rows(clip, prompt: str, word: str, n_rows: int | None = None, input_na
     piece = [i for i in _flat_ids(clip, key, word.strip()) if isinstance(i, int) and i not in special]
     if not word.strip() or not piece:
         raise InputError(input_name, f"{word!r} gives no token.", "type the concept word, e.g. 'dog'.")
-    n = len(piece)
-    rows = [r + k for r in range(len(ids) - n + 1) if ids[r:r + n] == piece for k in range(n)]
+    n, text = len(piece), _token_strings(clip, key)
+    starts = [r for r in range(len(ids) - n + 1) if ids[r:r + n] == piece]
+    rows = [r + k for r in starts if _whole_word(ids, r, n, text, special) for k in range(n)]
     if not rows:
-        raise InputError(input_name, f"{word!r} (token ids {piece}) does not occur in the prompt {prompt!r}.",
-                         "use a word of the prompt, spelled as in the prompt (or add it to the prompt).")
+        inside = " (only inside another word, which is not a whole word)" if starts else ""
+        raise InputError(input_name, f"{word!r} (token ids {piece}) does not occur in the prompt {prompt!r} as a "
+                         f"whole word{inside}.",
+                         "use a whole word of the prompt, spelled as in the prompt (or add it to the prompt).")
     return rows
 
 

@@ -312,3 +312,30 @@ def test_collect_gradients_go_through_the_guided_x0_at_cfg(tiny, mods):
     assert rel <= 1e-2, (analytic, fd)
     assert grads.config["cfg"] == cfg and "guided" in grads.config["x0"]
     assert decompose(grads, n=2)[0].source["cfg"] == cfg  # travels into the directions' file
+
+
+def test_a_word_matches_whole_words_only(tiny, mods):
+    """Issue 25.1: 'horse' is not the second piece of 'seahorse' (CLIP and FLUX's T5 tokenizers)."""
+    from types import SimpleNamespace
+
+    from comfy.text_encoders.flux import FluxTokenizer
+
+    t5 = FluxTokenizer()
+    flux_clip = SimpleNamespace(cond_stage_model=SimpleNamespace(conditioning_row_key="t5xxl"), tokenizer=t5,
+                                tokenize=t5.tokenize_with_weights)
+    for clip in (tiny.clip, flux_clip):
+        for prompt, word in (("a seahorse on the beach", "horse"), ("a firedog by the fire", "dog"),
+                             ("an axolotl in a pond", "lotl"), ("two dogs", "dog")):
+            with pytest.raises(mods.err.InputError) as e:
+                mods.cg.token_rows(clip, prompt, word)
+            assert e.value.input_name == "word" and "whole word" in e.value.problem, (prompt, word)
+        one, two = mods.cg.token_rows(clip, "a dog, firedog", "dog"), mods.cg.token_rows(clip, "a dog", "dog")
+        assert len(one) == 1 and one == two  # only the whole word, before the comma
+        assert mods.cg.token_rows(clip, "an axolotl in a pond", "axolotl")  # several pieces, one word
+    assert mods.cg.token_rows(tiny.clip, "a sea-horse", "horse") == [4]  # a hyphen separates words
+    cond = mods.smp.encode_text(tiny.clip, "a seahorse on the beach")
+    dirs = mods.dr.Directions(torch.eye(2, 768), torch.ones(2), torch.ones(2), torch.zeros(768), 9,
+                              "conditioning:SD1ClipModel:768")
+    err = failure("ELRONDApplyDirections", conditioning=cond, clip=tiny.clip, prompt="a seahorse on the beach",
+                  word="horse", directions=dirs, strengths="0:30", multiplier=1.0)
+    assert input_of(err) == "word" and "whole word" in err.message
