@@ -12,7 +12,13 @@ from comfy_api.latest import io
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.elrond.gradients import LOSS_SPACES, GradientConfig, check_pair_count
 from .. import sockets as S
-from ..glue.conditioning import collect_in_comfy, conditioning_space, first_usable_sigma, token_rows
+from ..glue.conditioning import (
+    collect_in_comfy,
+    conditioning_space,
+    first_usable_sigma,
+    prompt_conditioning,
+    token_rows,
+)
 from ..glue.encoders import pick_encoder
 from ..glue.sampling import encode_text, sample_trajectories
 from ..glue.ui import Progress, node_errors
@@ -55,7 +61,7 @@ class CollectGradients(io.ComfyNode):
                              "pairs per forward/backward pass."),
                 io.Boolean.Input("gradient_checkpointing", default=True,
                                  tooltip="Recompute block activations in backward: far less memory, ~1 more forward."),
-                io.Combo.Input("loss_space", options=list(LOSS_SPACES), default="latent",
+                io.Combo.Input("loss_space", options=list(LOSS_SPACES), default="latent", optional=True,
                                tooltip="latent: ||x̂0 - z_B||² (the paper). clip image: decode both with the VAE, "
                                        "embed with the image encoder, squared distance of the unit embeddings "
                                        "(= 2 - 2 cos; the authors' CLIP-space variant). Needs vae + clip_vision."),
@@ -63,6 +69,10 @@ class CollectGradients(io.ComfyNode):
                 io.Vae.Input("vae", optional=True, tooltip="Decodes x̂0 and B for loss_space 'clip image'."),
                 io.ClipVision.Input("clip_vision", optional=True, tooltip="Image encoder for loss_space 'clip image'."),
                 S.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                io.Conditioning.Input("conditioning", optional=True,
+                                      tooltip="Optional: the prompt's positive conditioning (e.g. an edited one) "
+                                              "to sample and differentiate with; it must be what `clip` makes of "
+                                              "`prompt`. Unconnected: the node encodes `prompt` itself."),
             ],
             outputs=[S.Gradients.Output(display_name="gradients"), io.Latent.Output(display_name="latents"),
                      io.String.Output(display_name="info")],
@@ -71,7 +81,8 @@ class CollectGradients(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, prompt, word, negative, images, pairs, seed, steps, cfg, sampler_name, scheduler,
                 width, height, step, normalize, remove_common, batch_size, gradient_checkpointing,
-                loss_space="latent", latents=None, vae=None, clip_vision=None, encoder=None) -> io.NodeOutput:
+                loss_space="latent", latents=None, vae=None, clip_vision=None, encoder=None,
+                conditioning=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             enc = None
             if loss_space == "clip image":
@@ -83,7 +94,7 @@ class CollectGradients(io.ComfyNode):
                                      "is connected.", "connect a CLIP_VISION (Load CLIP Vision) or an open_clip "
                                      "encoder, or set loss_space to 'latent'.")
                 enc = pick_encoder(clip_vision, encoder)
-            positive = encode_text(clip, prompt)
+            positive = prompt_conditioning(clip, prompt, conditioning)
             cond = positive[0][0]
             rows = token_rows(clip, prompt, word, n_rows=int(cond.shape[1]))
             n = int(latents["samples"].shape[0]) if latents is not None else images

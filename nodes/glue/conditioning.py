@@ -129,6 +129,47 @@ def token_rows(clip, prompt: str, word: str, n_rows: int | None = None, input_na
     return rows
 
 
+MATCH_COS = 0.999
+"""A given conditioning matches the prompt when each chunk's last row has at least this cosine with clip's own."""
+
+
+def prompt_conditioning(clip, prompt: str, conditioning: list | None = None,
+                        input_name: str = "conditioning") -> list:
+    """The CONDITIONING whose word rows a node edits or reads: ``clip``'s encoding of ``prompt`` when none is
+    given, else ``conditioning`` after checking that it is what ``clip`` makes of ``prompt``.
+
+    The check compares the LAST row of every token chunk (an end/pad row, never a word's row): the text
+    encoder carries any change of the text into it (CLIP is causal, T5 bidirectional), while an edit of the
+    conditioning (ELROND, another Apply) changes only the edited word's rows. So an edited conditioning, or
+    a combination of conditionings of this prompt, passes; another prompt's is refused — its rows would be
+    edited at the wrong positions."""
+    from .sampling import encode_text
+
+    own = encode_text(clip, prompt)
+    if conditioning is None:
+        return own
+    ref = own[0][0]
+    chunk = len(clip.tokenize(prompt)[_row_key(clip)][0])
+    rows = ref.shape[1]
+    last = [min(rows, c + chunk) - 1 for c in range(0, rows, chunk)]
+    fix = ("connect the conditioning of exactly this prompt (CLIP Text Encode with the same text and clip), or "
+           "leave conditioning unconnected so this node encodes prompt with clip (type the prompt once, e.g. a "
+           "String node feeding every prompt input).")
+    for i, (t, _) in enumerate(conditioning):
+        which = f"entry {i + 1} of {len(conditioning)}" if len(conditioning) > 1 else "it"
+        if t.ndim != 3 or tuple(t.shape[1:]) != tuple(ref.shape[1:]):
+            raise InputError(input_name, f"{which} has shape {tuple(t.shape)}, but clip makes "
+                             f"{tuple(ref.shape[1:])} rows x width of prompt {prompt!r}.", fix)
+        a, b = t[:, last].float(), ref[:, last].to(t.device).float().expand(t.shape[0], -1, -1)
+        cos = float(torch.nn.functional.cosine_similarity(a, b, dim=-1).min())
+        ratio = float((a.norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-12) - 1).abs().max())
+        if cos < MATCH_COS or ratio > 1 - MATCH_COS:
+            raise InputError(input_name, f"{which} is not what clip makes of prompt {prompt!r} (its end-of-text "
+                             f"row differs: cos {cos:.4f}), so the word's rows would be edited at the wrong "
+                             "positions.", fix)
+    return conditioning
+
+
 def first_usable_sigma(model, steps: int, scheduler: str, step: int = 0) -> tuple[int, float]:
     """(index, sigma) of schedule step ``step``, moved on while x_t would not depend on the image at all
     (flow models at sigma 1, e.g. FLUX's first step)."""

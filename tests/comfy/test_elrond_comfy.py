@@ -339,3 +339,55 @@ def test_a_word_matches_whole_words_only(tiny, mods):
     err = failure("ELRONDApplyDirections", conditioning=cond, clip=tiny.clip, prompt="a seahorse on the beach",
                   word="horse", directions=dirs, strengths="0:30", multiplier=1.0)
     assert input_of(err) == "word" and "whole word" in err.message
+
+
+def _dirs(word: str = "dog", k: int = 2):
+    dr = pack_module("sliderspace_core.elrond.directions")
+    return dr.Directions(torch.eye(k, 768), torch.ones(k), torch.ones(k), torch.zeros(768), 9,
+                         "conditioning:SD1ClipModel:768", "exact", {"word": word, "prompt": PROMPT})
+
+
+def test_prompt_typed_once_apply_encodes_it_or_checks_the_conditioning(tiny, mods):
+    """Issue 25.2: Apply makes the conditioning from prompt + clip when none is connected; a connected one must
+    be what clip makes of prompt (an edited or combined one that matches still works), else a clear refusal."""
+    dirs = _dirs()
+    args = dict(clip=tiny.clip, word="dog", directions=dirs, strengths="0:30", multiplier=1.0)
+    own = run_node("ELRONDApplyDirections", prompt=PROMPT, **args)[0]
+    given = run_node("ELRONDApplyDirections", conditioning=mods.smp.encode_text(tiny.clip, PROMPT), prompt=PROMPT,
+                     **args)[0]
+    assert torch.equal(own[0][0], given[0][0])
+    # an edited (chained) and a combined conditioning of the same prompt still work
+    edited = run_node("ELRONDApplyDirections", conditioning=own, prompt=PROMPT, **{**args, "word": "grass"})[0]
+    assert torch.equal(edited[0][0][0, 5], own[0][0][0, 5]) and not torch.equal(edited[0][0], own[0][0])
+    pos = mods.smp.encode_text(tiny.clip, PROMPT)
+    combined = run_node("ConditioningCombine", conditioning_1=pos, conditioning_2=pos)[0]
+    both = run_node("ELRONDApplyDirections", conditioning=combined, prompt=PROMPT, **args)[0]
+    assert len(both) == 2 and all(torch.equal(e[0], own[0][0]) for e in both)
+    # another prompt's conditioning (same row count) is refused, naming both inputs
+    other = mods.smp.encode_text(tiny.clip, "an axolotl in a pond")
+    err = failure("ELRONDApplyDirections", conditioning=other, prompt="a photo of an axolotl in a pond",
+                  **{**args, "word": "axolotl"})
+    assert input_of(err) == "conditioning" and "prompt" in err.message and "Fix:" in err.message
+    # Collect checks a connected conditioning the same way, before any sampling
+    err = failure("ELRONDCollectGradients", model=tiny.model, clip=tiny.clip, prompt="a photo of an axolotl in a pond",
+                  word="axolotl", negative="", images=2, pairs=1, seed=0, steps=2, cfg=1.0, sampler_name="euler",
+                  scheduler="normal", width=64, height=64, step=0, normalize=True, remove_common=False, batch_size=1,
+                  gradient_checkpointing=False, conditioning=other)
+    assert input_of(err) == "conditioning" and "prompt" in err.message
+
+
+def test_apply_says_once_when_the_word_differs_from_the_directions_word(tiny, mods, caplog):
+    """Issue 25.3: 'dog' directions on the word 'grass' may be an intended transfer: said in info and the log,
+    once; nothing is said when the words agree."""
+    import logging
+
+    args = dict(clip=tiny.clip, prompt=PROMPT, directions=_dirs("dog"), strengths="0:30", multiplier=1.0)
+    with caplog.at_level(logging.INFO):
+        _, info = run_node("ELRONDApplyDirections", outputs=2, word="grass", **args)
+    notes = [r for r in caplog.records if "collected for 'dog'" in r.getMessage()]
+    assert "collected for 'dog'" in info and "'grass'" in info and "transfer" in info
+    assert len(notes) == 1 and "'grass'" in notes[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _, info = run_node("ELRONDApplyDirections", outputs=2, word="dog", **args)
+    assert "transfer" not in info and not [r for r in caplog.records if "collected for" in r.getMessage()]
