@@ -23,7 +23,7 @@ from ..decompose.directions import Directions
 from ..decompose.pca import fit_pca
 from ..decompose.topk_sae import ELROND_PRESET, TopKSAE, TopKSAEConfig, density_directions
 from ..decompose.topk_train import train_sae
-from .complexity import LID_C, concept_complexity
+from .complexity import LID_C, as_gradients, concept_complexity
 from .gradients import GradientSet
 
 FORMAT_NAME = "sliderspace.elrond_directions"
@@ -82,19 +82,27 @@ def pca_directions(grads: GradientSet | Tensor, rule: PcaRule = "lid", n: int = 
     ``c / min(N, D)`` (the concept's LID); ``"top_n"`` keeps the first ``n``. Rows are used as collected
     (collection already normalised them when asked)."""
     x, source = _rows(grads)
+    x = as_gradients(x)
     space = space or getattr(grads, "space", "")
+    if not float((x - x.mean(0)).abs().max()) > 0:
+        raise InputError("gradients", "have zero variance: all rows are identical.",
+                         "collect them again (different image pairs must give different gradients).")
     if rule == "lid":
         rep = concept_complexity(x, c=c)
         if rep.lid < 1:
-            raise InputError("rule", f"no component explains more than C/min(N, D) = {rep.threshold:.3g} of the "
-                             "variance: the gradients look isotropic.", "use rule 'top_n', or collect more "
-                             "gradients (a prompt with a concrete concept word).")
+            raise InputError("method", f"no component explains more than C/min(N, D) = {rep.threshold:.3g} of the "
+                             "variance: the gradients look isotropic.", "use method 'PCA (top n)', lower c, or "
+                             "collect more gradients (a prompt with a concrete concept word).")
         k = rep.lid
         source.update(lid=rep.lid, c=float(c))
     elif rule == "top_n":
         k = int(n)
+        top = min(x.shape)
+        if not 1 <= k <= top:
+            raise InputError("n", f"is {k}, but {x.shape[0]} gradients of width {x.shape[1]} have at most {top} "
+                             "principal components.", f"set n to at most {top}, or collect more gradients.")
     else:
-        raise InputError("rule", f"is {rule!r}.", "use 'lid' or 'top_n'.")
+        raise InputError("method", f"is {rule!r}.", "use 'PCA (LID rule)' or 'PCA (top n)'.")
     d = fit_pca(x, k, method="exact", normalize=False, encoder_id=space)
     d.source.update(source, rule=rule)
     return d
@@ -112,11 +120,7 @@ def sae_directions(grads: GradientSet | Tensor, config: TopKSAEConfig = ELROND_S
     variance) raises :class:`InputError` instead of exporting random atoms as directions.
     """
     x, source = _rows(grads)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise InputError("gradients", f"has shape {tuple(x.shape)}; the TopK SAE needs at least 2 gradients.",
-                         "raise ELROND Collect Gradients' pairs (the paper uses 4 000-30 000).")
-    if not bool(torch.isfinite(x).all()):
-        raise InputError("gradients", "contain NaN or infinite values.", "collect them again.")
+    x = as_gradients(x)
     if config.k > config.width(int(x.shape[1])):
         raise InputError("sae_k", f"is {config.k} but the SAE has only {config.width(int(x.shape[1]))} features.",
                          f"lower sae_k to at most {config.width(int(x.shape[1]))}.")

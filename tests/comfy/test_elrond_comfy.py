@@ -391,3 +391,36 @@ def test_apply_says_once_when_the_word_differs_from_the_directions_word(tiny, mo
     with caplog.at_level(logging.INFO):
         _, info = run_node("ELRONDApplyDirections", outputs=2, word="dog", **args)
     assert "transfer" not in info and not [r for r in caplog.records if "collected for" in r.getMessage()]
+
+
+def _gradient_set(x: torch.Tensor):
+    gr = pack_module("sliderspace_core.elrond.gradients")
+    n = int(x.shape[0])
+    return gr.GradientSet(x, torch.ones(n, dtype=torch.float64), torch.zeros(n, 2, dtype=torch.long), 14.6,
+                          f"conditioning:test:{x.shape[1]}", "dog", "a dog", [2])
+
+
+def test_every_decompose_error_names_its_own_input_and_a_fitting_fix(comfy, mods):
+    """Issue 25.4: ELROND Decompose's errors name one of ITS inputs (not SliderSpace's 'embeddings') and a fix
+    that fits ELROND (collect more gradients, not 'embed more samples')."""
+    names = {i.id for i in mods.dec.Decompose.define_schema().inputs}
+    g = torch.Generator().manual_seed(0)
+    nan = torch.randn(20, 48, generator=g)
+    nan[3, 4] = float("nan")
+    cases = [
+        (torch.randn(1, 48, generator=g), "PCA (top n)", {}, "gradients"),
+        (torch.randn(1, 48, generator=g), "PCA (LID rule)", {}, "gradients"),
+        (torch.randn(1, 48, generator=g), "TopK SAE", {}, "gradients"),
+        (torch.randn(400, 48, generator=g), "PCA (LID rule)", {}, "method"),  # isotropic: no component stands out
+        (torch.randn(30, 48, generator=g), "PCA (top n)", {"n": 40}, "n"),
+        (nan, "PCA (top n)", {}, "gradients"),
+        (torch.ones(10, 48), "PCA (top n)", {}, "gradients"),
+        (torch.randn(30, 16, generator=g), "TopK SAE", {"sae_k": 20}, "sae_k"),
+    ]
+    for x, method, extra, want in cases:
+        args = dict(gradients=_gradient_set(x), method=method, n=3, c=2.5, sae_k=4, sae_epochs=1, sae_lr=SAE_LR, seed=0)
+        err = failure("ELRONDDecompose", **{**args, **extra})
+        got = input_of(err)
+        assert got in names and got == want, (method, tuple(x.shape), err.message)
+        assert "ELROND Decompose" in err.message and "Fix:" in err.message
+        assert "embed" not in err.message.lower() and "encoder" not in err.message.lower(), err.message

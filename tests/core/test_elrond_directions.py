@@ -57,7 +57,7 @@ def test_lid_rule_finds_the_planted_subspace_and_top_n_obeys_n():
     assert pca_directions(gs, "top_n", n=3).n_components == 3
     with pytest.raises(InputError) as e:
         pca_directions(torch.randn(400, D, generator=torch.Generator().manual_seed(1)), "lid")
-    assert e.value.input_name == "rule" and "top_n" in e.value.fix
+    assert e.value.input_name == "method" and "PCA (top n)" in e.value.fix
 
 
 def test_sae_directions_are_unit_atoms_that_find_a_planted_dictionary():
