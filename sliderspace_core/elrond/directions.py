@@ -194,6 +194,10 @@ def load_directions(path: str, input_name: str = "file") -> Directions:
         raise InputError(input_name, f"{name!r} has format version {meta.get('format_version')!r}; this "
                          f"version reads {FORMAT_VERSION}.", "update the node pack or save the directions again.")
     damaged = f"{name!r} is damaged"
+    count = str(meta.get(PREFIX + "n_samples", ""))
+    if not (count.isdigit() and int(count) >= 2):
+        raise InputError(input_name, f"{damaged}: n_samples is {count!r}; directions come from at least 2 "
+                         "gradients.", "save the directions again with ELROND Save Directions.")
     try:
         with safe_open(path, framework="pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -207,4 +211,29 @@ def load_directions(path: str, input_name: str = "file") -> Directions:
           and d.mean.shape == (width,) and all(bool(torch.isfinite(t).all()) for t in tensors.values()))
     if not ok:
         raise InputError(input_name, f"{damaged}: inconsistent or non-finite tensors.", "save the directions again.")
+    check_direction_values(d, f"{name!r}", input_name)
     return d
+
+
+UNIT_TOLERANCE = 1e-3
+"""Directions are unit vectors: a stored row whose norm differs from 1 by more than this is refused."""
+
+
+def check_direction_values(d: Directions, what: str = "the directions", input_name: str = "file") -> None:
+    """Refuse directions that cannot do what their strengths say: a row whose norm is 0, non-finite or not 1
+    (Apply would change nothing, or everything), negative or non-finite variances, or impossible counts."""
+    fix = "decompose the gradients again (ELROND Decompose) and save them with ELROND Save Directions."
+    norms = d.components.double().norm(dim=1)
+    bad = torch.nonzero(~torch.isfinite(norms) | ((norms - 1).abs() > UNIT_TOLERANCE)).flatten().tolist()
+    if bad:
+        i = bad[0]
+        raise InputError(input_name, f"{what}: direction {i} has norm {float(norms[i]):.4g}; directions are unit "
+                         "vectors (a zero or rescaled one would change nothing, or everything).", fix)
+    var, ratio = d.explained_variance.double(), d.explained_variance_ratio.double()
+    if not (bool(torch.isfinite(var).all()) and bool((var >= 0).all()) and bool((ratio >= 0).all())
+            and float(ratio.sum()) <= 1 + 1e-6):
+        raise InputError(input_name, f"{what}: its explained variances are negative or sum to more than 1.", fix)
+    k, width = d.components.shape
+    if d.n_samples < 2 or (d.method in ("exact", "randomized") and k > min(d.n_samples, width)):
+        raise InputError(input_name, f"{what}: {k} directions from n_samples {d.n_samples} gradients of width "
+                         f"{width} is impossible.", fix)

@@ -100,6 +100,38 @@ def test_an_untrained_dictionary_is_refused():
     assert e.value.input_name == "sae_lr" and "init" in e.value.problem and "sae_lr" in e.value.fix
 
 
+def test_directions_that_cannot_do_anything_are_refused(tmp_path):
+    """Issue 25.5: a zero, non-finite or absurdly long direction, or impossible counts, are refused on load (Apply
+    would change nothing, or everything)."""
+    from sliderspace_core.common.safefile import write_safetensors
+    from sliderspace_core.elrond.directions import FORMAT_NAME, FORMAT_VERSION, PREFIX
+
+    gs, _ = planted_set()
+    d = pca_directions(gs, "lid")
+
+    def written(name: str, rows=None, meta=None) -> str:
+        tensors, m = d.to_state(PREFIX)
+        comp = tensors[PREFIX + "components"].clone()
+        for i, scale in (rows or {}).items():
+            comp[i] *= scale
+        tensors[PREFIX + "components"] = comp
+        path = str(tmp_path / f"{name}.safetensors")
+        write_safetensors(tensors, path, {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), **m,
+                                          **(meta or {})})
+        return path
+
+    assert load_directions(written("good")).n_components == d.n_components
+    for name, rows, meta, needle in (("zero", {1: 0.0}, None, "norm"), ("huge", {0: 1e30}, None, "norm"),
+                                     ("long", {2: 3.0}, None, "norm"), ("inf", {0: float("inf")}, None, "finite"),
+                                     ("negative", None, {PREFIX + "n_samples": "-5"}, "n_samples"),
+                                     ("one", None, {PREFIX + "n_samples": "1"}, "n_samples"),
+                                     ("text", None, {PREFIX + "n_samples": "many"}, "n_samples")):
+        with pytest.raises(InputError) as e:
+            load_directions(written(name, rows, meta))
+        assert e.value.input_name == "file" and needle in e.value.problem, (name, e.value.problem)
+        assert e.value.fix
+
+
 def test_edit_touches_only_the_word_rows_and_never_the_input():
     cond = torch.randn(1, 10, D)
     before = cond.clone()
