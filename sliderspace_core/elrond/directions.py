@@ -176,6 +176,7 @@ def check_directions_for(directions: Directions, space: str, width: int, input_n
 
 def save_directions(directions: Directions, path: str, overwrite: bool = False) -> None:
     """Write ``directions`` as one self-describing safetensors file (atomic)."""
+    check_direction_values(directions, "the directions", "directions")  # nothing Load would refuse is written
     tensors, meta = directions.to_state(PREFIX)
     write_safetensors(tensors, path, {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), **meta},
                       overwrite=overwrite)
@@ -230,10 +231,12 @@ def check_direction_values(d: Directions, what: str = "the directions", input_na
         raise InputError(input_name, f"{what}: direction {i} has norm {float(norms[i]):.4g}; directions are unit "
                          "vectors (a zero or rescaled one would change nothing, or everything).", fix)
     var, ratio = d.explained_variance.double(), d.explained_variance_ratio.double()
+    pca = d.method in ("exact", "randomized")  # orthogonal: the shares add up to at most 1 (SAE atoms need not)
+    limit = 1 + 1e-6
     if not (bool(torch.isfinite(var).all()) and bool((var >= 0).all()) and bool((ratio >= 0).all())
-            and float(ratio.sum()) <= 1 + 1e-6):
-        raise InputError(input_name, f"{what}: its explained variances are negative or sum to more than 1.", fix)
+            and bool((ratio <= limit).all()) and (not pca or float(ratio.sum()) <= limit)):
+        raise InputError(input_name, f"{what}: its explained variances are negative or exceed the total.", fix)
     k, width = d.components.shape
-    if d.n_samples < 2 or (d.method in ("exact", "randomized") and k > min(d.n_samples, width)):
+    if d.n_samples < 2 or (pca and k > min(d.n_samples, width)):
         raise InputError(input_name, f"{what}: {k} directions from n_samples {d.n_samples} gradients of width "
                          f"{width} is impossible.", fix)
