@@ -54,7 +54,7 @@ class TrainSliders(io.ComfyNode):
                 io.Boolean.Input("gradient_checkpointing", default=False,
                                  tooltip="Recompute the denoiser's blocks and decode+embed in backward: less "
                                          "memory, about one more forward per step."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, optional=True,
                                tooltip="Guidance of the x̂0 the sliders are trained on. 1: the positive alone "
                                        "(fastest). Set it to the sampler's cfg (and connect negative) to train "
                                        "sliders for guided sampling, e.g. a high-cfg, mode-collapsed setting."),

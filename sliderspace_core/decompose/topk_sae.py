@@ -250,21 +250,34 @@ def density_directions(sae: TopKSAE, density: Tensor | None = None, lo: float = 
 # ---------------------------------------------------------------------------------- files
 
 
+RESERVED = frozenset({"format", "format_version", "config", "d_in", "n_latents"})
+"""Header keys the format itself uses (not free-form metadata)."""
+
+
 def save_sae(sae: TopKSAE, path: str, metadata: dict[str, str] | None = None, overwrite: bool = False,
-             input_name: str = "filename") -> None:
-    """Write ``sae`` atomically as safetensors; its config (JSON) and ``metadata`` go in the header."""
+             input_name: str = "filename", per_feature: dict[str, Tensor] | None = None) -> None:
+    """Write ``sae`` atomically as safetensors; its config (JSON) and ``metadata`` go in the header.
+
+    ``per_feature``: extra named float32 tensors of shape (n_latents,) stored exactly (e.g. feature statistics).
+    """
     extra = {**sae.metadata, **(metadata or {})}
-    reserved = {"format", "format_version", "config", "d_in", "n_latents"}
-    if reserved & set(extra):
-        raise InputError("metadata", f"uses reserved keys {sorted(reserved & set(extra))}.", "rename them.")
+    if RESERVED & set(extra):
+        raise InputError("metadata", f"uses reserved keys {sorted(RESERVED & set(extra))}.", "rename them.")
     meta = {**{str(k): str(v) for k, v in extra.items()}, "format": FORMAT, "format_version": FORMAT_VERSION,
             "config": sae.config.to_json(), "d_in": str(sae.d_in), "n_latents": str(sae.n_latents)}
     tensors = {f"sae.{n}": getattr(sae, n).detach().float() for n in _TENSORS}
+    for name, t in (per_feature or {}).items():
+        if name.startswith("sae.") or tuple(t.shape) != (sae.n_latents,):
+            raise ValueError(f"per-feature tensor {name!r}: shape {tuple(t.shape)} (want ({sae.n_latents},)) "
+                             "and a name outside 'sae.'")
+        tensors[name] = t.detach().float()
     write_safetensors(tensors, path, meta, overwrite=overwrite, input_name=input_name)
 
 
-def load_sae(path: str, input_name: str = "sae_file", device: str | torch.device = "cpu") -> TopKSAE:
-    """Read a file written by :func:`save_sae`; anything foreign, truncated or inconsistent -> InputError."""
+def read_sae(path: str, input_name: str = "sae_file", per_feature: tuple[str, ...] = ()
+             ) -> tuple[TopKSAE, dict[str, Tensor]]:
+    """Read a file written by :func:`save_sae`: the SAE (on the CPU) and those of the ``per_feature`` tensors
+    the file holds (each optional). Anything foreign, truncated or inconsistent -> InputError."""
     from safetensors import safe_open
 
     header = read_header(path, input_name)
@@ -287,19 +300,27 @@ def load_sae(path: str, input_name: str = "sae_file", device: str | torch.device
         raise InputError(input_name, f"{name!r}: n_latents {n} does not match its config.", "save the SAE again.")
     shapes = {"W_enc": [n, d_in], "b_lat": [n], "W_dec": [n, d_in], "b_pre": [d_in], "firing_density": [n]}
     got = {k: v for k, v in header.items() if k != "__metadata__"}
-    want = {f"sae.{k}": s for k, s in shapes.items()}
+    want = {f"sae.{k}": s for k, s in shapes.items()} | {k: [n] for k in per_feature if k in got}
     if set(got) != set(want) or any(got[k].get("shape") != s or got[k].get("dtype") != "F32"
                                     for k, s in want.items()):
         raise InputError(input_name, f"{name!r}: its tensors do not match a {n}x{d_in} TopK SAE.",
                          "save the SAE again.")
     sae = TopKSAE(d_in, config)
+    extras: dict[str, Tensor] = {}
     with safe_open(path, "pt") as f, torch.no_grad():
-        for k in shapes:
-            t = f.get_tensor(f"sae.{k}")
+        for k in want:
+            t = f.get_tensor(k)
             if not bool(torch.isfinite(t).all()):
                 raise InputError(input_name, f"{name!r}: {k} contains NaN or infinite values.",
                                  "retrain or re-save the SAE.")
-            getattr(sae, k).copy_(t)
-    reserved = {"format", "format_version", "config", "d_in", "n_latents"}
-    sae.metadata = {k: v for k, v in meta.items() if k not in reserved}
-    return sae.to(device)
+            if k.startswith("sae."):
+                getattr(sae, k[4:]).copy_(t)
+            else:
+                extras[k] = t
+    sae.metadata = {k: v for k, v in meta.items() if k not in RESERVED}
+    return sae, extras
+
+
+def load_sae(path: str, input_name: str = "sae_file", device: str | torch.device = "cpu") -> TopKSAE:
+    """Read a file written by :func:`save_sae`; anything foreign, truncated or inconsistent -> InputError."""
+    return read_sae(path, input_name)[0].to(device)

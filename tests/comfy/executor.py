@@ -149,7 +149,7 @@ class Graph:
             prompt[f"sink{key}"] = {"class_type": "_SliderSpaceTestSink", "inputs": {"value": link, "key": key}}
         prompt_id = str(uuid.uuid4())
         valid, error, good_outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
-        if not valid:
+        if not valid or node_errors:  # a server still runs the outputs that validated and drops the rest
             raise PromptInvalid(error, node_errors)
         ex = executor or new_executor()
         ex.execute(prompt, prompt_id, extra_data or {}, good_outputs)
