@@ -4,7 +4,10 @@
 //   node make_workflows.mjs <server url> <example_workflows dir> [name...]   (no names: all of them)
 import fs from "node:fs";
 import path from "node:path";
+import { FAMILY_WORKFLOWS } from "./family_workflows.mjs";
+import { buildStaged } from "./layout.mjs";
 import { launch, loadWorkflow, openApp } from "./lib.mjs";
+import { SDXL_METHOD_WORKFLOWS } from "./sdxl_method_workflows.mjs";
 
 const VIEW = { x: 70, y: 90, width: 1520, height: 900 }; // the thumbnail: the canvas below the bars
 const CKPT = "v1-5-pruned-emaonly.safetensors";
@@ -234,6 +237,10 @@ export async function fitView(page) {
       x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 30);
       x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
     }
+    for (const g of app.graph.groups ?? []) { // staged templates: the groups' title bars too
+      x0 = Math.min(x0, g.pos[0]); y0 = Math.min(y0, g.pos[1]);
+      x1 = Math.max(x1, g.pos[0] + g.size[0]); y1 = Math.max(y1, g.pos[1] + g.size[1]);
+    }
     const [L, T] = [VIEW.x, VIEW.y]; // leave the side bar and the top bar out
     const [W, H] = [VIEW.width, VIEW.height];
     const scale = Math.min(W / (x1 - x0 + 40), H / (y1 - y0 + 40), 1.2);
@@ -244,6 +251,8 @@ export async function fitView(page) {
   }, VIEW);
 }
 
+Object.assign(WORKFLOWS, FAMILY_WORKFLOWS, SDXL_METHOD_WORKFLOWS); // staged templates: { stages, links }
+
 const [url, outDir, ...only] = process.argv.slice(2);
 const unknown = only.filter((n) => !(n in WORKFLOWS));
 if (unknown.length) throw new Error(`no workflow named ${unknown.join(", ")}; known: ${Object.keys(WORKFLOWS).join(", ")}`);
@@ -251,12 +260,14 @@ const browser = await launch();
 try {
   const { page } = await openApp(browser, url, { width: 1600, height: 1000 });
   for (const [name, spec] of Object.entries(WORKFLOWS).filter(([n]) => !only.length || only.includes(n))) {
-    const wf = await build(page, spec);
+    const wf = spec.stages ? await buildStaged(page, spec) : await build(page, spec);
     fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(wf, null, 2) + "\n");
     await loadWorkflow(page, wf); // thumbnail: the workflow as it opens, fitted to the view
     await fitView(page);
     await page.waitForTimeout(800);
-    await page.screenshot({ path: path.join(outDir, `${name}.jpg`), type: "jpeg", quality: 80, clip: VIEW });
+    // GRAPH_DIR: the graph screenshot goes there, for scripts/make_thumbnails.py to put beside a result
+    const shotDir = process.env.GRAPH_DIR || outDir;
+    await page.screenshot({ path: path.join(shotDir, `${name}.jpg`), type: "jpeg", quality: 80, clip: VIEW });
     console.log(`wrote ${name}.json and ${name}.jpg`);
   }
 } finally {

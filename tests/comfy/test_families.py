@@ -239,7 +239,7 @@ def test_export_loads_with_no_key_lost_and_equals_apply(comfy, chain, folders):
 # ------------------------------------------------------------------------- distilled few-step settings
 
 FEW_STEPS = 4
-ON_STEPS = {  # README "what start_percent means at 4 steps": steps (0 = noisiest) with sliders on
+ON_STEPS = {  # docs/families.md, "start_percent at 4 steps": steps (0 = noisiest) with sliders on
     # family group: scheduler → {start_percent: on steps}
     "eps": {"normal": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
             "simple": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
