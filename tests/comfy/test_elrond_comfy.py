@@ -217,10 +217,8 @@ def test_save_and_load_directions_nodes(collected, mods, tmp_path, monkeypatch):
     assert name == "dog dirs_00001.safetensors"
     back = run_node("ELRONDLoadDirections", file=name)[0]
     assert torch.equal(back.components, dirs.components) and back.space == dirs.space
-    err = mods.fil.LoadDirections.execute
-    with pytest.raises(mods.err.InputError) as e:  # a name the file list does not offer fails validation first
-        err("missing.safetensors")
-    assert e.value.node == mods.fil.LoadDirections.NAME and e.value.input_name == "file"
+    err = failure("ELRONDLoadDirections", file="missing.safetensors")
+    assert "ELROND Load Directions" in err.message and input_of(err) == "file"
 
 
 def test_collect_node_clip_image_loss_space(tiny, collected, mods):
