@@ -10,7 +10,13 @@ from comfy_api.latest import io
 
 from ...sliderspace_core.common.drawing import FG, GRID, LINE, blank, scree_plot
 from ...sliderspace_core.elrond.complexity import concept_complexity, lid_stability_curve, subspace_overlap
-from ...sliderspace_core.elrond.directions import ELROND_SAE, check_directions_for, pca_directions, sae_directions
+from ...sliderspace_core.elrond.directions import (
+    ELROND_SAE,
+    SAE_SCHEDULE,
+    check_directions_for,
+    pca_directions,
+    sae_directions,
+)
 from .. import sockets as S
 from ..glue.device import compute_device
 from ..glue.ui import Progress, node_errors
@@ -36,9 +42,14 @@ class Decompose(io.ComfyNode):
                 io.Int.Input("n", default=8, min=1, max=8192, tooltip="Components for 'PCA (top n)'."),
                 io.Float.Input("c", default=2.5, min=0.01, max=1000.0, step=0.1, tooltip="C of the LID rule."),
                 io.Int.Input("sae_k", default=32, min=1, max=4096, tooltip="TopK SAE: active features per row."),
-                io.Int.Input("sae_epochs", default=20, min=1, max=10000, tooltip="TopK SAE: epochs (paper: 20)."),
-                io.Float.Input("sae_lr", default=3e-5, min=1e-7, max=1.0, step=1e-5, round=1e-7,
-                               tooltip="TopK SAE learning rate (paper: 3e-5 with 1 000 warm-up steps)."),
+                io.Int.Input("sae_epochs", default=ELROND_SAE.epochs, min=1, max=10000,
+                             tooltip="TopK SAE: at least this many epochs (paper: 20); more are run when the "
+                                     f"gradients are few, so the run has at least {SAE_SCHEDULE.min_steps} steps."),
+                io.Float.Input("sae_lr", default=ELROND_SAE.lr, min=1e-7, max=1.0, step=1e-5, round=1e-7,
+                               tooltip="TopK SAE learning rate, warmed up over the first "
+                                       f"{SAE_SCHEDULE.warmup_fraction:.0%} of the steps. The paper's 3e-5 with "
+                                       "1 000 warm-up steps is tuned for 10-30 k gradients and leaves the atoms at "
+                                       "their init at 2 000 (measured); the node refuses an untrained dictionary."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="TopK SAE initialisation."),
             ],
             outputs=[S.Directions.Output(display_name="directions"), io.Image.Output(display_name="spectrum")],

@@ -20,11 +20,14 @@ export const SDXL_METHOD_WORKFLOWS = {
   elrond_directions_sdxl: {
     stages: [
       sdxlLoad([note(`ELROND on SDXL (1024 px).\n\nFiles: ${SDXL} in models/checkpoints.\n\nType the prompt in ` +
-        "Collect Gradients, Prompt and Apply Directions (the same text), and the concept `word` (here 'dog') in " +
-        "Collect Gradients and Apply Directions. Start with 64 images / 2000 pairs; the paper used up to 10 000 " +
+        "the Prompt node once (it feeds Collect Gradients, Apply Directions — which encodes it itself — and the " +
+        "plain path), and the concept `word` (here 'dog', a whole word of the prompt) in Collect Gradients and " +
+        "Apply Directions. Start with 64 images / 2000 pairs; the paper used up to 10 000 " +
         "images on SDXL-DMD2 (steps 4, cfg 1, scheduler sgm_uniform). Concept Complexity's LID is the number " +
         "of directions worth applying; try strengths 25–60 (paper), one direction at a time.")]),
-      { title: "2. Collect gradients", nodes: [{ id: "collect", type: "ELRONDCollectGradients", w: { prompt: DOG,
+      { title: "2. Prompt (typed once) and collect gradients", nodes: [{ id: "prompt",
+        type: "PrimitiveStringMultiline", w: { value: DOG }, title: "Prompt" },
+        { id: "collect", type: "ELRONDCollectGradients", w: {
         word: "dog", negative: NEG, images: 64, pairs: 2000, seed: 0, ...fixed, ...SAMPLING, batch_size: 4,
         gradient_checkpointing: true } }] },
       { title: "3. Directions and complexity", nodes: [
@@ -33,8 +36,8 @@ export const SDXL_METHOD_WORKFLOWS = {
         { id: "complexity", type: "ELRONDConceptComplexity", w: { c: 2.5, seed: 0, ...fixed } },
         { id: "stability", type: "PreviewImage", title: "LID vs number of gradients" },
         { id: "save_dirs", type: "ELRONDSaveDirections", w: { filename_prefix: "elrond_sdxl_dog" } }] },
-      { title: "4. Apply a direction", nodes: [text("pos", DOG, "Prompt"), text("neg", NEG, "Negative"),
-        { id: "apply", type: "ELRONDApplyDirections", w: { prompt: DOG, word: "dog", strengths: "0:30" } }] },
+      { title: "4. Apply a direction", nodes: [text("pos", "", "Positive (plain path)"), text("neg", NEG, "Negative"),
+        { id: "apply", type: "ELRONDApplyDirections", w: { word: "dog", strengths: "0:30" } }] },
       sample("ELROND direction 0"),
       compare("elrond_sdxl", "elrond_sdxl_plain"),
     ],
@@ -43,7 +46,8 @@ export const SDXL_METHOD_WORKFLOWS = {
       ["collect", 0, "decompose", "gradients"], ["collect", 0, "complexity", "gradients"],
       ["decompose", 0, "save_dirs", "directions"], ["decompose", 1, "spectrum", "images"],
       ["complexity", 2, "stability", "images"],
-      ["pos", 0, "apply", "conditioning"], [...sdxl.clip, "apply", "clip"], ["decompose", 0, "apply", "directions"],
+      ["prompt", 0, "collect", "prompt"], ["prompt", 0, "apply", "prompt"], ["prompt", 0, "pos", "text"],
+      [...sdxl.clip, "apply", "clip"], ["decompose", 0, "apply", "directions"],
       ...compareLinks(sdxl.model, ["apply", 0])],
   },
   sae_concepts_sdxl: {

@@ -86,9 +86,13 @@ def test_frontend_converts_with_the_documented_file_names(api_prompts, name):
         assert prompt[i]["inputs"]["clip_name"] == CLIP_VISION
     for i in of_type(prompt, "SliderSpaceLoadSliderBank"):
         assert prompt[i]["inputs"]["file"] == BANK
-    for i in of_type(prompt, "ELRONDApplyDirections"):  # its prompt text must be the one that made the conditioning
-        source = prompt[prompt[i]["inputs"]["conditioning"][0]]
-        assert source["class_type"] == "CLIPTextEncode" and source["inputs"]["text"] == prompt[i]["inputs"]["prompt"]
+    for i in of_type(prompt, "ELRONDApplyDirections"):  # the prompt is typed once: one String node feeds them all
+        link = prompt[i]["inputs"]["prompt"]
+        assert isinstance(link, list) and prompt[link[0]]["class_type"] == "PrimitiveStringMultiline"
+        assert "conditioning" not in prompt[i]["inputs"]  # Apply encodes the prompt itself
+        for j in of_type(prompt, "ELRONDCollectGradients"):
+            assert prompt[j]["inputs"]["prompt"] == link
+        assert any(n["inputs"].get("text") == link for n in prompt.values() if n["class_type"] == "CLIPTextEncode")
 
 
 def saved_image(server, outputs: dict, prompt: dict, prefix: str):
