@@ -71,7 +71,7 @@ def pack_schemas() -> list:
     b = boot()
     out = []
     for cls in b["classes"].values():
-        if str(getattr(cls, "__module__", "")).startswith(b["pack"]) and hasattr(cls, "define_schema"):
+        if str(getattr(cls, "__module__", "")).startswith(b["pack"] + ".") and hasattr(cls, "define_schema"):
             out.append(cls.define_schema())
     return sorted(out, key=lambda s: s.node_id)
 

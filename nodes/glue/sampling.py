@@ -105,8 +105,9 @@ def sample_trajectories(model, positive: list[list], negative: list, prompts: li
 
 def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: int, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, width: int, height: int,
-                 start_percent: float) -> dict[Cell, torch.Tensor]:
-    """Sample and decode every cell from the SAME noise; ``ZERO`` is the model without sliders.
+                 start_percent: float, end_percent: float = 1.0) -> dict[Cell, torch.Tensor]:
+    """Sample and decode every cell from the SAME noise; ``ZERO`` is the model without sliders; sliders act in the
+    sigma window ``start_percent``–``end_percent`` (as Apply Slider Bank).
 
     Returns ``Cell → [H, W, 3]`` images (first frame for video VAEs).
     """
@@ -119,7 +120,7 @@ def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: 
         deltas = {}
         if cell != ZERO:
             deltas = merge_sliders(bank, {cell.slider: cell.scale})
-        patched = apply_deltas(model, deltas, start_percent, 1.0, tag="grid")
+        patched = apply_deltas(model, deltas, start_percent, end_percent, tag="grid")
         samples = comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, positive, negative,
                                       latent, callback=run_callback(k * steps), disable_pbar=True, seed=seed)
         images = vae.decode(samples)  # as stock VAEDecode does, so the zero cell matches it bit for bit
