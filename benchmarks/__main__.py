@@ -24,6 +24,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "benchmarks.f_toyworld": ("F0", "F1", "F2", "F3", "F4", "FA"),
     "benchmarks.f_toyworld_nodes": ("F0c", "F1c", "F2c", "F3c", "F4c"),
     "benchmarks.e_elrond": ("E1", "E2"),
+    "benchmarks.e3_elrond_sae": ("E3", "E3b"),
     "benchmarks.d_dist": ("D1", "D2"),
     "benchmarks.f_elrond": ("F5", "F6", "F6B", "F7"),
     "benchmarks.f_concepts": ("F8", "F9", "F10", "F11"),

@@ -27,7 +27,7 @@ def run(quick: bool) -> list[Result]:
     steps, size, samples = (4, 64, 1) if quick else (12, 128, 2)
     with torch.inference_mode():
         steered = C["SliderSpaceSAESteer"].execute(tiny.model, csae, "1:8, 7:-4, 50:6, 900:3", "global", "cond",
-                                                   "typical activation", 0.0, 1.0, True, None).args[0]
+                                                   "feature mean (sdxl-unbox)", 0.0, 1.0, True, None).args[0]
         pos = C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0]
         neg = C["CLIPTextEncode"]().encode(tiny.clip, "")[0]
         latent = C["EmptyLatentImage"]().generate(size, size, 1)[0]

@@ -227,7 +227,7 @@ def _steer_success(quick: bool, window: tuple[float, float], strength: float, ca
     for q, mask in enumerate(_quadrant_masks()):
         with torch.inference_mode():
             steered = tw.out(tw.nodes()["SliderSpaceSAESteer"].execute(
-                model, s["csae"], f"{f}:{strength}", "spatial", "cond", "typical activation", window[0],
+                model, s["csae"], f"{f}:{strength}", "spatial", "cond", "feature mean (sdxl-unbox)", window[0],
                 window[1], True, mask[None]))[0]
         c = _centres(tw.sample(steered, pos, neg, seeds))
         qx, qy = q % 2, q // 2

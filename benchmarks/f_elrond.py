@@ -53,7 +53,7 @@ def _gradients(prompt: str, word: str, images: int, pairs: int, cfg: float = tw.
 
 def _decompose(grads, method: str = "PCA (LID rule)", n: int = 8):
     with torch.inference_mode():
-        return tw.out(tw.nodes()["ELRONDDecompose"].execute(grads, method, n, 2.5, 32, 20, 3e-5, 0))[0]
+        return tw.out(tw.nodes()["ELRONDDecompose"].execute(grads, method, n, 2.5, 32, 20, 3e-3, 0))[0]
 
 
 def _complexity(grads) -> tuple[int, str]:
@@ -72,8 +72,9 @@ def _row_norm(prompt: str, word: str) -> float:
 
 def _apply(prompt: str, word: str, directions, strengths: str) -> list:
     with torch.inference_mode():
-        return tw.out(tw.nodes()["ELRONDApplyDirections"].execute(tw.encode(prompt), tw.world()[1], prompt, word,
-                                                                  directions, strengths, 1.0))[0]
+        return tw.out(tw.nodes()["ELRONDApplyDirections"].execute(
+            conditioning=tw.encode(prompt), clip=tw.world()[1], prompt=prompt, word=word, directions=directions,
+            strengths=strengths, multiplier=1.0))[0]
 
 
 def f5(quick: bool) -> Result:
@@ -174,8 +175,9 @@ def f7(quick: bool) -> Result:
         lo, hi = (r * _row_norm(prompt, shape) for r in RANDOM_RANGE)
         with torch.inference_mode():
             cond, _ = tw.out(tw.nodes()["ELRONDRandomDirections"].execute(
-                tw.encode(prompt), clip, prompt, shape, dirs, seeds[0], min(3, dirs.n_components), lo, hi, True,
-                len(seeds)))
+                conditioning=tw.encode(prompt), clip=clip, prompt=prompt, word=shape, directions=dirs, seed=seeds[0],
+                n=min(3, dirs.n_components), min_strength=lo, max_strength=hi, random_sign=True,
+                batch_size=len(seeds)))
         for imgs, div, acc in ((tw.sample(model, tw.encode(prompt), neg, seeds, COLLAPSED_CFG), plain_div, plain_acc),
                                (tw.sample(model, cond, neg, seeds, COLLAPSED_CFG), rnd_div, rnd_acc)):
             d, a = diversity_and_accuracy(enc, imgs, k)

@@ -1,5 +1,5 @@
 """``python -m headless discover|train|apply [options]`` — one process, or N under
-``torchrun --nproc_per_node=N -m headless ...`` (see README, "Headless runner and torchrun")."""
+``torchrun --nproc_per_node=N -m headless ...`` (see docs/headless.md)."""
 
 from __future__ import annotations
 

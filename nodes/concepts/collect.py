@@ -29,7 +29,7 @@ def new_set_folder(name: str) -> str:
 
 
 class SAEListBlocks(io.ComfyNode):
-    NAME = "SliderSpace SAE List Blocks"
+    NAME = "SAE List Blocks"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -48,7 +48,7 @@ class SAEListBlocks(io.ComfyNode):
 
 
 class SAECollectActivations(io.ComfyNode):
-    NAME = "SliderSpace SAE Collect Activations"
+    NAME = "SAE Collect Activations"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -70,11 +70,13 @@ class SAECollectActivations(io.ComfyNode):
                                tooltip="Record model evaluations from this point of the schedule..."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="...to this one."),
                 io.Int.Input("samples", default=8, min=1, max=100000, tooltip="Sampling runs (seed + i)."),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                             tooltip="Sample i uses seed + i."),
                 *S.sampling_inputs(),
                 io.Int.Input("spatial_subsample", default=64, min=0, max=1 << 20,
                              tooltip="Locations kept per map, drawn from the seed (0 = all)."),
-                io.Combo.Input("store_dtype", options=["float16", "float32"], default="float16"),
+                io.Combo.Input("store_dtype", options=["float16", "float32"], default="float16",
+                               tooltip="Precision of the rows written to disk (float16 halves the size)."),
                 io.String.Input("name", default="activations", tooltip="Folder name; _00001 etc. is appended."),
             ],
             outputs=[S.Activations.Output(display_name="activations"), io.String.Output(display_name="summary")],

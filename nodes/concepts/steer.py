@@ -2,31 +2,53 @@
 
 from __future__ import annotations
 
+import logging
+
 from comfy_api.latest import io
 
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.common.schedule import SigmaWindow
 from ...sliderspace_core.common.textspec import parse_index_list
 from ...sliderspace_core.concepts.maps import concept_maps, heatmap_grid
-from ...sliderspace_core.concepts.steering import APPLY_TO, MODES, SCALES, Steerer, parse_features
-from ...sliderspace_core.sliderspace.bank import fingerprint_state
+from ...sliderspace_core.concepts.steering import (
+    APPLY_TO,
+    FEATURE_MEAN,
+    LEGACY_SCALES,
+    MODES,
+    SCALES,
+    Steerer,
+    parse_features,
+    scale_name,
+)
+from ...sliderspace_core.sliderspace.bank import family_group, fingerprint_state
 from .. import sockets as S
 from ..glue.capture import capture_map
 from ..glue.family import model_family
 from ..glue.hooks import check_block, steer_key, with_block_hook, without_key
 from ..glue.ui import node_errors
 
+log = logging.getLogger(__name__)
+
+SCALE_TOOLTIP = (
+    "Units of the strengths. 'feature mean (sdxl-unbox)': strength x the feature's mean activation x its unit "
+    "decoder direction at every location; strengths about 1-10 (1 = the feature at its typical firing value "
+    "everywhere; negative removes). 'beta over the grid (Tinaz et "
+    "al.)': global: beta spread over the grid by each location's share of the residual norm, the whole edit sums to "
+    "beta per image (beta about 8-10 mid-schedule); spatial: beta x the location's residual norm inside the mask "
+    "(beta about 400 middle, 4000 early window). 'absolute': strength x the unit direction (code units).")
+
 
 def check_sae_for_model(csae, model, input_name: str = "sae") -> None:
-    """The SAE's block exists in the MODEL with the SAE's width, and its family (when known) matches."""
-    family = csae.sae.metadata.get("family", "")
-    if family and family != model_family(model):
-        raise InputError(input_name, f"the SAE was made for a {family} model, this is {model_family(model)}.",
-                         f"use an SAE trained on this model's blocks (or a {family} model).")
+    """The MODEL has the SAE's block at the SAE's width (whatever the model's class: e.g. an sdxl-unbox SAE on any
+    SDXL-group model); a family the SAE was not made for is logged, not refused."""
     width = check_block(model, csae.block, input_name)
     if width != csae.d:
         raise InputError(input_name, f"the SAE reads width {csae.d} but {csae.block} has width {width}.",
                          "use an SAE trained on this block of this model family.")
+    family, here = csae.sae.metadata.get("family", ""), model_family(model)
+    if family and family_group(family) != family_group(here):
+        log.warning("[SliderSpace] the SAE was made for a %s model; this is %s. Its block %s has the SAE's width %d, "
+                    "so it is used, but its features may mean something else here.", family, here, csae.block, width)
 
 
 def steer_application(cls, sae, settings: tuple, mask=None) -> str:
@@ -44,7 +66,7 @@ def steer_application(cls, sae, settings: tuple, mask=None) -> str:
 
 
 class SAEConceptMap(io.ComfyNode):
-    NAME = "SliderSpace SAE Concept Map"
+    NAME = "SAE Concept Map"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -56,7 +78,8 @@ class SAEConceptMap(io.ComfyNode):
             inputs=[
                 io.Model.Input("model"), S.SAE.Input("sae"),
                 io.Conditioning.Input("positive"), io.Conditioning.Input("negative"),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                             tooltip="Seed of the one sample the maps are drawn from."),
                 *S.sampling_inputs(),
                 io.Int.Input("step", default=0, min=0, max=10000, tooltip="Which step's activations (0 = first)."),
                 io.Int.Input("top", default=8, min=1, max=64, tooltip="How many features to show."),
@@ -87,7 +110,7 @@ class SAEConceptMap(io.ComfyNode):
 
 
 class SAESteer(io.ComfyNode):
-    NAME = "SliderSpace SAE Steer"
+    NAME = "SAE Steer"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -96,27 +119,41 @@ class SAESteer(io.ComfyNode):
             description="Adds SAE decoder directions to the SAE's block output inside a time window. Early "
                         "(0-0.4) steers composition, middle style, late only texture. Spatial mode adds inside "
                         "the MASK (resized to the block's grid by area averaging) and removes the features "
-                        "outside it; an all-zero mask turns the steer off. Steer nodes in series compose, also "
-                        "at the same block (in chain order).",
+                        "outside it; an all-zero mask turns the steer off. 'scale' picks the strength units "
+                        "(sdxl-unbox's feature mean or Tinaz et al.'s beta over the grid). Steer nodes in series "
+                        "compose, also at the same block and with identical settings (in chain order).",
             inputs=[
                 io.Model.Input("model"), S.SAE.Input("sae"),
                 io.String.Input("features", multiline=True, default="0:8",
-                                tooltip="feature:strength pairs, e.g. '12:8, 40:-4' (global: 8-10 typical)."),
-                io.Combo.Input("mode", options=list(MODES), default="global"),
+                                tooltip="feature:strength pairs, e.g. '12:4, 40:-2'; the units are set by 'scale' "
+                                        "(feature mean: about 1-10; beta over the grid: 8-10 global, 400-4000 "
+                                        "spatial)."),
+                io.Combo.Input("mode", options=list(MODES), default="global",
+                               tooltip="global: add the features at every location; spatial: only inside the MASK "
+                                       "(and remove them outside with suppress_outside)."),
                 io.Combo.Input("apply_to", options=list(APPLY_TO), default="cond",
                                tooltip="cond: only the cond half (uncond untouched); both; cfg: add on cond, "
-                                       "subtract on uncond (sdxl-unbox)."),
-                io.Combo.Input("scale", options=list(SCALES), default=SCALES[0],
-                               tooltip="typical activation: strength x the feature's mean activation; absolute: "
-                                       "strength as is."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
+                                       "subtract the added vector on uncond (sdxl-unbox)."),
+                io.Combo.Input("scale", options=list(SCALES), default=FEATURE_MEAN, tooltip=SCALE_TOOLTIP),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Steering starts here in the schedule (by sigma): 0-0.4 steers composition, "
+                                       "0.4-0.8 style."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Steering stops here in the schedule (1 = until the end)."),
                 io.Boolean.Input("suppress_outside", default=True,
                                  tooltip="Spatial mode: remove the features' own contribution outside the mask."),
                 io.Mask.Input("mask", optional=True),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
+
+    @classmethod
+    def validate_inputs(cls, scale) -> bool | str:
+        """``scale`` is one of the units, or the name an earlier version gave one (saved workflows keep it)."""
+        if scale in SCALES or scale in LEGACY_SCALES:
+            return True
+        return str(InputError("scale", f"is {scale!r}.", f"choose one of: {'; '.join(SCALES)}.", node=cls.NAME))
 
     @classmethod
     def execute(cls, model, sae, features, mode, apply_to, scale, start_percent, end_percent, suppress_outside,
@@ -124,6 +161,7 @@ class SAESteer(io.ComfyNode):
         with node_errors(cls.NAME):
             check_sae_for_model(sae, model)
             chosen = parse_features(features, sae.n_features)
+            scale = scale_name(scale)
             steerer = Steerer(sae, chosen, mode, apply_to, scale, mask, suppress_outside)
             ms = model.get_model_object("model_sampling")
             window = SigmaWindow.from_percents(ms.percent_to_sigma, start_percent, end_percent)

@@ -16,6 +16,7 @@ from ...sliderspace_core.concepts.unbox import load_unbox
 from ...sliderspace_core.decompose.topk_sae import TopKSAEConfig
 from ...sliderspace_core.decompose.topk_train import train_sae
 from .. import sockets as S
+from ..glue.device import compute_device, result_device
 from ..glue.folders import NONE_FOUND, SAE_FOLDER, file_fingerprint, full_path, listed, save_new
 from ..glue.ui import Progress, node_errors
 
@@ -30,7 +31,7 @@ def training_plot(losses: list[float], dead: list[float], ev: float, dead_now: f
 
 
 class SAETrain(io.ComfyNode):
-    NAME = "SliderSpace SAE Train"
+    NAME = "SAE Train"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -44,10 +45,15 @@ class SAETrain(io.ComfyNode):
                              tooltip="Number of features; 0 = 4 x the block width (the paper's 5120 for 1280)."),
                 io.Int.Input("k", default=10, min=1, max=4096, tooltip="Features active per location (10-20)."),
                 io.Int.Input("auxk", default=256, min=0, max=1 << 16, tooltip="AuxK dead latents (0 = off)."),
-                io.Float.Input("lr", default=1e-4, min=1e-7, max=1.0, step=1e-5, round=1e-7),
-                io.Int.Input("batch_size", default=4096, min=1, max=1 << 20),
-                io.Int.Input("epochs", default=1, min=1, max=10000),
-                io.Int.Input("seed", default=0, min=0, max=2**63 - 1),
+                io.Float.Input("lr", default=1e-4, min=1e-7, max=1.0, step=1e-5, round=1e-7,
+                               tooltip="Adam learning rate (papers: 1e-4)."),
+                io.Int.Input("batch_size", default=4096, min=1, max=1 << 20,
+                             tooltip="Rows per optimiser step (papers: 4096)."),
+                io.Int.Input("epochs", default=1, min=1, max=10000,
+                             tooltip="Passes over the collected rows. Optimiser steps = rows / batch_size x epochs: "
+                                     "with few rows, use more epochs."),
+                io.Int.Input("seed", default=0, min=0, max=2**63 - 1,
+                             tooltip="Initialisation and the shuffling of rows; same seed, same SAE."),
             ],
             outputs=[S.SAE.Output(display_name="sae"), io.Image.Output(display_name="plot"),
                      io.String.Output(display_name="summary")],
@@ -67,12 +73,14 @@ class SAETrain(io.ComfyNode):
                 dead.append(float(snap["dead_fraction"]))
                 progress(step, total or steps)
 
+            device = compute_device(cfg.training_bytes(activations.d))
             with torch.inference_mode(False):
                 sae, stats = train_sae(activations, cfg, progress=report, total_rows=activations.rows,
-                                       device="cpu", check=progress.check)
+                                       device=device, check=progress.check)
                 mean, std = feature_stats(sae, activations)
+            home = result_device()  # the trained SAE leaves the GPU to the models; steering copies it back there
             sae.metadata = {"family": activations.meta.get("family", "")}
-            csae = ConceptSAE(sae.eval(), activations.block, mean, std)
+            csae = ConceptSAE(sae.eval().to(home), activations.block, mean.to(home), std.to(home))
             plot = training_plot(stats.loss, dead, stats.explained_variance, stats.dead_fraction)
             text = (f"{csae.describe()}\nexplained variance {stats.explained_variance:.4f}, dead latents "
                     f"{100 * stats.dead_fraction:.1f} %, {stats.steps} steps, {stats.rows} rows, "
@@ -81,7 +89,7 @@ class SAETrain(io.ComfyNode):
 
 
 class SaveSAE(io.ComfyNode):
-    NAME = "SliderSpace Save SAE"
+    NAME = "SAE Save"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -90,7 +98,9 @@ class SaveSAE(io.ComfyNode):
             description=f"Saves an SAE (weights, config, block, feature statistics) as .safetensors in "
                         f"models/{SAE_FOLDER}. Never overwrites: a counter is added.",
             is_output_node=True,
-            inputs=[S.SAE.Input("sae"), io.String.Input("filename_prefix", default="sae")],
+            inputs=[S.SAE.Input("sae"), io.String.Input("filename_prefix", default="sae",
+                                                        tooltip="File name in models/sae; _00001 etc. is appended, "
+                                                                "never overwriting.")],
             outputs=[io.String.Output(display_name="filename")],
         )
 
@@ -101,21 +111,22 @@ class SaveSAE(io.ComfyNode):
 
 
 class LoadSAE(io.ComfyNode):
-    NAME = "SliderSpace Load SAE"
+    NAME = "SAE Load"
 
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SliderSpaceLoadSAE", display_name=cls.NAME, category=S.CONCEPTS_CATEGORY,
-            description=f"Loads an SAE saved by Save SAE from models/{SAE_FOLDER} (safetensors only).",
-            inputs=[io.Combo.Input("file", options=listed(SAE_FOLDER, SUFFIX))],
+            description=f"Loads an SAE saved by SAE Save from models/{SAE_FOLDER} (safetensors only).",
+            inputs=[io.Combo.Input("file", options=listed(SAE_FOLDER, SUFFIX),
+                                   tooltip="An SAE in models/sae (press R after saving a new one).")],
             outputs=[S.SAE.Output(display_name="sae"), io.String.Output(display_name="summary")],
         )
 
     @classmethod
     def execute(cls, file) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            path = full_path(SAE_FOLDER, file, "save an SAE with Save SAE (or copy one there) and refresh.")
+            path = full_path(SAE_FOLDER, file, "save an SAE with SAE Save (or copy one there) and refresh.")
             csae = load_concept_sae(path, "file")
         return io.NodeOutput(csae, csae.describe())
 
@@ -131,7 +142,7 @@ def unbox_choices() -> list[str]:
 
 
 class ImportUnboxSAE(io.ComfyNode):
-    NAME = "SliderSpace Import sdxl-unbox SAE"
+    NAME = "SAE Import sdxl-unbox"
 
     @classmethod
     def define_schema(cls) -> io.Schema:

@@ -2,9 +2,14 @@
 
 Only the positive conditioning passed in changes (connect the negative straight to the sampler); its input
 tensors are never modified; strength 0 gives tensors equal to the input. Several words compose by chaining.
+The prompt is typed once: with no conditioning connected the node encodes ``prompt`` with ``clip`` itself; a
+connected conditioning must be what ``clip`` makes of ``prompt`` (an edited or combined one of that prompt
+passes), so the word's rows are never looked up in another text.
 """
 
 from __future__ import annotations
+
+import logging
 
 from comfy_api.latest import io
 
@@ -16,10 +21,13 @@ from ...sliderspace_core.elrond.edits import (
     describe_draws,
     parse_strengths,
     random_offsets,
+    transfer_note,
 )
 from .. import sockets as S
-from ..glue.conditioning import conditioning_space, token_rows
+from ..glue.conditioning import conditioning_space, prompt_conditioning, token_rows
 from ..glue.ui import node_errors
+
+log = logging.getLogger("sliderspace.elrond")
 
 
 def edit_conditioning(conditioning: list, clip, prompt: str, word: str, directions, offset) -> list:
@@ -32,13 +40,29 @@ def edit_conditioning(conditioning: list, clip, prompt: str, word: str, directio
     return out
 
 
+def edit_info(node: str, conditioning: list, clip, prompt: str, word: str, directions) -> str:
+    """What the edit touched, and (logged once) a note when the word is not the directions' own."""
+    rows = token_rows(clip, prompt, word, n_rows=int(conditioning[0][0].shape[1]))
+    entries = f"{len(conditioning)} conditioning entr{'y' if len(conditioning) == 1 else 'ies'}"
+    lines = [f"{word.strip()!r}: token rows {rows} of {entries}; {directions.n_components} directions"]
+    note = transfer_note(str(directions.source.get("word", "")), word)
+    if note:
+        log.warning("[SliderSpace] %s: %s", node, note)
+        lines.append(note)
+    return "\n".join(lines)
+
+
 def _common_inputs() -> list:
     return [
-        io.Conditioning.Input("conditioning", tooltip="The POSITIVE conditioning of `prompt`."),
-        io.Clip.Input("clip", tooltip="The CLIP that encoded it (its tokenizer finds the word)."),
+        io.Conditioning.Input("conditioning", optional=True,
+                              tooltip="Optional: the POSITIVE conditioning of `prompt` (e.g. an edited or combined "
+                                      "one); it must be what `clip` makes of `prompt`. Unconnected: this node "
+                                      "encodes `prompt` with `clip` itself."),
+        io.Clip.Input("clip", tooltip="The CLIP that encodes the prompt (its tokenizer finds the word)."),
         io.String.Input("prompt", multiline=True, default="a photo of a dog",
-                        tooltip="The exact text that made the conditioning."),
-        io.String.Input("word", default="dog", tooltip="The word whose token vectors move (all its pieces)."),
+                        tooltip="The positive prompt (connect one String node to every prompt input to type it "
+                                "once)."),
+        io.String.Input("word", default="dog", tooltip="The whole word whose token vectors move (all its pieces)."),
         S.Directions.Input("directions"),
     ]
 
@@ -57,16 +81,18 @@ class ApplyDirections(io.ComfyNode):
                                     tooltip="'index:strength' pairs, e.g. '0:30, 2:-40' (SDXL: ~25-60)."),
                     io.Float.Input("multiplier", default=1.0, min=-100.0, max=100.0, step=0.05,
                                    tooltip="Multiplies every strength.")],
-            outputs=[io.Conditioning.Output()],
+            outputs=[io.Conditioning.Output(), io.String.Output(display_name="info")],
         )
 
     @classmethod
-    def execute(cls, conditioning, clip, prompt, word, directions, strengths, multiplier) -> io.NodeOutput:
+    def execute(cls, clip, prompt, word, directions, strengths, multiplier, conditioning=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             chosen = {i: s * multiplier for i, s in parse_strengths(strengths, directions.n_components).items()}
+            conditioning = prompt_conditioning(clip, prompt, conditioning)
             out = edit_conditioning(conditioning, clip, prompt, word, directions,
                                     combine(directions.components, chosen))
-        return io.NodeOutput(out)
+            info = edit_info(cls.NAME, conditioning, clip, prompt, word, directions)
+        return io.NodeOutput(out, f"{info}\nstrengths: {chosen}")
 
 
 class RandomDirections(io.ComfyNode):
@@ -80,23 +106,29 @@ class RandomDirections(io.ComfyNode):
                         "from seed + j alone (item j = a batch-1 run with seed + j), strength uniform in "
                         "[min_strength, max_strength]. Outputs a conditioning with batch_size items.",
             inputs=[*_common_inputs(),
-                    io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                    io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                                 tooltip="Batch item j draws its directions and strength from seed + j alone."),
                     io.Int.Input("n", default=3, min=1, max=4096, tooltip="Directions per generation (paper: 3)."),
-                    io.Float.Input("min_strength", default=30.0, min=0.0, max=1000.0, step=0.5),
-                    io.Float.Input("max_strength", default=40.0, min=0.0, max=1000.0, step=0.5),
+                    io.Float.Input("min_strength", default=30.0, min=0.0, max=1000.0, step=0.5,
+                                   tooltip="Lower end of each item's strength, drawn uniform in [min_strength, "
+                                           "max_strength] (paper on SDXL: 30)."),
+                    io.Float.Input("max_strength", default=40.0, min=0.0, max=1000.0, step=0.5,
+                                   tooltip="Upper end of each item's strength (paper on SDXL: 40)."),
                     io.Boolean.Input("random_sign", default=True, tooltip="Random sign per chosen direction."),
                     io.Int.Input("batch_size", default=1, min=1, max=4096, tooltip="Match your latent batch.")],
             outputs=[io.Conditioning.Output(), io.String.Output(display_name="draws")],
         )
 
     @classmethod
-    def execute(cls, conditioning, clip, prompt, word, directions, seed, n, min_strength, max_strength, random_sign,
-                batch_size) -> io.NodeOutput:
+    def execute(cls, clip, prompt, word, directions, seed, n, min_strength, max_strength, random_sign,
+                batch_size, conditioning=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             spec = RandomSpec(n, min_strength, max_strength, random_sign)
             offsets, draws = random_offsets(directions.components, spec, seed, batch_size)
+            conditioning = prompt_conditioning(clip, prompt, conditioning)
             out = edit_conditioning(conditioning, clip, prompt, word, directions, offsets)
-        return io.NodeOutput(out, describe_draws(draws, seed))
+            info = edit_info(cls.NAME, conditioning, clip, prompt, word, directions)
+        return io.NodeOutput(out, f"{describe_draws(draws, seed)}\n{info}")
 
 
 __all__ = ["ApplyDirections", "RandomDirections", "edit_conditioning"]

@@ -12,7 +12,13 @@ from comfy_api.latest import io
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.elrond.gradients import LOSS_SPACES, GradientConfig, check_pair_count
 from .. import sockets as S
-from ..glue.conditioning import collect_in_comfy, conditioning_space, first_usable_sigma, token_rows
+from ..glue.conditioning import (
+    collect_in_comfy,
+    conditioning_space,
+    first_usable_sigma,
+    prompt_conditioning,
+    token_rows,
+)
 from ..glue.encoders import pick_encoder
 from ..glue.sampling import encode_text, sample_trajectories
 from ..glue.ui import Progress, node_errors
@@ -27,13 +33,17 @@ class CollectGradients(io.ComfyNode):
             node_id="ELRONDCollectGradients", display_name=cls.NAME, category=S.ELROND_CATEGORY,
             description="Samples images of one prompt (or takes a LATENT batch), forms random image pairs (A, B) and "
                         "collects, per pair, the gradient of ||x̂0(A noised to the first usable step) - B||² w.r.t. "
-                        "the conditioning vectors of the concept word (all its token pieces). Cond branch only. "
+                        "the conditioning vectors of the concept word (all its token pieces). x̂0 is the guided "
+                        "prediction at cfg (negative fixed; at cfg 1 the cond branch alone); the gradient is taken "
+                        "w.r.t. the cond rows only. "
                         "loss_space 'clip image' measures the loss between the L2-normalised image embeddings "
                         "of the decoded x̂0 and B instead (needs vae and clip_vision or encoder).",
             inputs=[
                 io.Model.Input("model"),
                 io.Clip.Input("clip", tooltip="The text encoder; its tokenizer finds the word's token rows."),
-                io.String.Input("prompt", multiline=True, default="a photo of a dog"),
+                io.String.Input("prompt", multiline=True, default="a photo of a dog",
+                                tooltip="The prompt the images are sampled with; it must contain `word`. Give Apply "
+                                        "Directions the same text."),
                 io.String.Input("word", default="dog", tooltip="The concept word of the prompt."),
                 io.String.Input("negative", multiline=True, default="", tooltip="Negative prompt for sampling."),
                 io.Int.Input("images", default=64, min=2, max=1_000_000,
@@ -53,7 +63,7 @@ class CollectGradients(io.ComfyNode):
                              "pairs per forward/backward pass."),
                 io.Boolean.Input("gradient_checkpointing", default=True,
                                  tooltip="Recompute block activations in backward: far less memory, ~1 more forward."),
-                io.Combo.Input("loss_space", options=list(LOSS_SPACES), default="latent",
+                io.Combo.Input("loss_space", options=list(LOSS_SPACES), default="latent", optional=True,
                                tooltip="latent: ||x̂0 - z_B||² (the paper). clip image: decode both with the VAE, "
                                        "embed with the image encoder, squared distance of the unit embeddings "
                                        "(= 2 - 2 cos; the authors' CLIP-space variant). Needs vae + clip_vision."),
@@ -61,6 +71,10 @@ class CollectGradients(io.ComfyNode):
                 io.Vae.Input("vae", optional=True, tooltip="Decodes x̂0 and B for loss_space 'clip image'."),
                 io.ClipVision.Input("clip_vision", optional=True, tooltip="Image encoder for loss_space 'clip image'."),
                 S.ImageEncoder.Input("encoder", optional=True, tooltip="open_clip encoder instead of clip_vision."),
+                io.Conditioning.Input("conditioning", optional=True,
+                                      tooltip="Optional: the prompt's positive conditioning (e.g. an edited one) "
+                                              "to sample and differentiate with; it must be what `clip` makes of "
+                                              "`prompt`. Unconnected: the node encodes `prompt` itself."),
             ],
             outputs=[S.Gradients.Output(display_name="gradients"), io.Latent.Output(display_name="latents"),
                      io.String.Output(display_name="info")],
@@ -69,7 +83,8 @@ class CollectGradients(io.ComfyNode):
     @classmethod
     def execute(cls, model, clip, prompt, word, negative, images, pairs, seed, steps, cfg, sampler_name, scheduler,
                 width, height, step, normalize, remove_common, batch_size, gradient_checkpointing,
-                loss_space="latent", latents=None, vae=None, clip_vision=None, encoder=None) -> io.NodeOutput:
+                loss_space="latent", latents=None, vae=None, clip_vision=None, encoder=None,
+                conditioning=None) -> io.NodeOutput:
         with node_errors(cls.NAME):
             enc = None
             if loss_space == "clip image":
@@ -81,14 +96,14 @@ class CollectGradients(io.ComfyNode):
                                      "is connected.", "connect a CLIP_VISION (Load CLIP Vision) or an open_clip "
                                      "encoder, or set loss_space to 'latent'.")
                 enc = pick_encoder(clip_vision, encoder)
-            positive = encode_text(clip, prompt)
+            positive = prompt_conditioning(clip, prompt, conditioning)
             cond = positive[0][0]
             rows = token_rows(clip, prompt, word, n_rows=int(cond.shape[1]))
             n = int(latents["samples"].shape[0]) if latents is not None else images
             check_pair_count(pairs, n)
             index, sigma = first_usable_sigma(model, steps, scheduler, step)
+            neg = encode_text(clip, negative)
             if latents is None:
-                neg = encode_text(clip, negative)
                 _, z = sample_trajectories(model, [positive], neg, [prompt], images, seed, steps, cfg, sampler_name,
                                            scheduler, width, height, batch_size, [steps - 1], torch.float16)
             else:
@@ -104,10 +119,11 @@ class CollectGradients(io.ComfyNode):
                                     remove_common=remove_common, loss_space=loss_space)
             grads = collect_in_comfy(model, positive, z.float(), rows, sigma, config, Progress(pairs, "gradients"),
                                      conditioning_space(clip, cond.shape[-1]), word.strip(), prompt,
-                                     gradient_checkpointing, vae, enc)
+                                     gradient_checkpointing, vae, enc, negative=neg, cfg=cfg)
             grads.config.update(step=index, steps=steps, scheduler=scheduler)
             info = (f"{len(grads)} gradients of width {grads.dim} for {word.strip()!r} (token rows {rows}) from {n} "
-                    f"images, sigma {sigma:.4g} (step {index}), {loss_space} loss, {grads.config['seconds']:.1f} s; "
+                    f"images, sigma {sigma:.4g} (step {index}), {grads.config['x0']} x̂0, {loss_space} loss, "
+                    f"{grads.config['seconds']:.1f} s; "
                     f"{grads.space}")
         return io.NodeOutput(grads, {"samples": z}, info)
 

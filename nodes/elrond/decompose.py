@@ -10,8 +10,15 @@ from comfy_api.latest import io
 
 from ...sliderspace_core.common.drawing import FG, GRID, LINE, blank, scree_plot
 from ...sliderspace_core.elrond.complexity import concept_complexity, lid_stability_curve, subspace_overlap
-from ...sliderspace_core.elrond.directions import ELROND_SAE, check_directions_for, pca_directions, sae_directions
+from ...sliderspace_core.elrond.directions import (
+    ELROND_SAE,
+    SAE_SCHEDULE,
+    check_directions_for,
+    pca_directions,
+    sae_directions,
+)
 from .. import sockets as S
+from ..glue.device import compute_device
 from ..glue.ui import Progress, node_errors
 
 METHODS = ("PCA (LID rule)", "PCA (top n)", "TopK SAE")
@@ -29,13 +36,20 @@ class Decompose(io.ComfyNode):
                         "decoder atoms of a TopK SAE whose log10 firing density lies in (-6, 0).",
             inputs=[
                 S.Gradients.Input("gradients"),
-                io.Combo.Input("method", options=list(METHODS), default=METHODS[0]),
+                io.Combo.Input("method", options=list(METHODS), default=METHODS[0],
+                               tooltip="PCA (LID rule): the components above C/min(N, D) (paper); PCA (top n): the n "
+                                       "largest; TopK SAE: decoder atoms (needs 10-30 k gradients)."),
                 io.Int.Input("n", default=8, min=1, max=8192, tooltip="Components for 'PCA (top n)'."),
                 io.Float.Input("c", default=2.5, min=0.01, max=1000.0, step=0.1, tooltip="C of the LID rule."),
                 io.Int.Input("sae_k", default=32, min=1, max=4096, tooltip="TopK SAE: active features per row."),
-                io.Int.Input("sae_epochs", default=20, min=1, max=10000, tooltip="TopK SAE: epochs (paper: 20)."),
-                io.Float.Input("sae_lr", default=3e-5, min=1e-7, max=1.0, step=1e-5, round=1e-7,
-                               tooltip="TopK SAE learning rate (paper: 3e-5 with 1 000 warm-up steps)."),
+                io.Int.Input("sae_epochs", default=ELROND_SAE.epochs, min=1, max=10000,
+                             tooltip="TopK SAE: at least this many epochs (paper: 20); more are run when the "
+                                     f"gradients are few, so the run has at least {SAE_SCHEDULE.min_steps} steps."),
+                io.Float.Input("sae_lr", default=ELROND_SAE.lr, min=1e-7, max=1.0, step=1e-5, round=1e-7,
+                               tooltip="TopK SAE learning rate, warmed up over the first "
+                                       f"{SAE_SCHEDULE.warmup_fraction:.0%} of the steps. The paper's 3e-5 with "
+                                       "1 000 warm-up steps is tuned for 10-30 k gradients and leaves the atoms at "
+                                       "their init at 2 000 (measured); the node refuses an untrained dictionary."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="TopK SAE initialisation."),
             ],
             outputs=[S.Directions.Output(display_name="directions"), io.Image.Output(display_name="spectrum")],
@@ -51,7 +65,8 @@ class Decompose(io.ComfyNode):
                 def progress(step: int, total: int | None, stats: dict) -> None:
                     bar(min(100, int(100 * step / total)) if total else 0)
 
-                d = sae_directions(gradients, cfg, progress=progress, check=bar.check)
+                device = compute_device(cfg.training_bytes(gradients.dim))
+                d = sae_directions(gradients, cfg, progress=progress, check=bar.check, device=device)
             else:
                 d = pca_directions(gradients, "lid" if method == METHODS[0] else "top_n", n, c)
             title = f"ELROND {method}: {d.n_components} directions of {gradients.word!r} ({len(gradients)} gradients)"
@@ -91,7 +106,9 @@ class ConceptComplexity(io.ComfyNode):
                         "||V_A V_Bᵀ||²_F / k_A of two directions sets (1: same span, 0: orthogonal).",
             inputs=[
                 S.Gradients.Input("gradients"),
-                io.Float.Input("c", default=2.5, min=0.01, max=1000.0, step=0.1),
+                io.Float.Input("c", default=2.5, min=0.01, max=1000.0, step=0.1,
+                               tooltip="LID constant C: components explaining more than C/min(N, D) of the variance "
+                                       "count (paper: 2.5)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Order of the stability curve."),
                 S.Directions.Input("directions", optional=True, tooltip="Concept A's directions (for the overlap)."),
                 S.Directions.Input("other_directions", optional=True, tooltip="Concept B's directions."),

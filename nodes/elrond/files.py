@@ -21,7 +21,8 @@ class SaveDirections(io.ComfyNode):
             description=f"Saves directions as one .safetensors file in models/{ELROND_FOLDER} (never overwrites: a "
                         "counter is added).", is_output_node=True,
             inputs=[S.Directions.Input("directions"),
-                    io.String.Input("filename_prefix", default="elrond_directions")],
+                    io.String.Input("filename_prefix", default="elrond_directions",
+                                    tooltip="File name in models/elrond; _00001 etc. is appended, never overwriting.")],
             outputs=[io.String.Output(display_name="filename")],
         )
 
@@ -41,7 +42,8 @@ class LoadDirections(io.ComfyNode):
             node_id="ELRONDLoadDirections", display_name=cls.NAME, category=S.ELROND_CATEGORY,
             description=f"Loads directions saved by ELROND Save Directions from models/{ELROND_FOLDER} "
                         "(safetensors only; never unpickles).",
-            inputs=[io.Combo.Input("file", options=listed(ELROND_FOLDER, SUFFIX))],
+            inputs=[io.Combo.Input("file", options=listed(ELROND_FOLDER, SUFFIX),
+                                   tooltip="A directions file in models/elrond (press R after saving a new one).")],
             outputs=[S.Directions.Output(display_name="directions")],
         )
 

@@ -88,6 +88,7 @@ def capture_map(model, positive, negative, block: str, step: int, seed: int, ste
     check_block(model, block)
     if not 0 <= step < steps:
         raise InputError("step", f"is {step} but the run has {steps} steps.", f"use 0..{steps - 1} (0 = first).")
+    # only the schedule's values are read (to find the step's sigma); ComfyUI computes schedules on the CPU too
     sigmas = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name,
                                      scheduler=scheduler).sigmas
     target = float(sigmas[step])

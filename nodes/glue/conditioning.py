@@ -6,11 +6,13 @@ tokens (those of the empty prompt) dropped, and that id run is searched in the p
 all of them. The rows are those of the encoder whose output is the CONDITIONING tensor: ``l`` for SD1.x
 (``h``/``g`` for other single-CLIP models), ``l`` for SDXL (CLIP-G shares its rows), ``t5xxl`` for FLUX.
 
-Gradients run inside ``Guider_Basic.sample`` with a custom ``Sampler`` (ComfyUI's ``nodes_train.py``
+Gradients run inside the guider's ``sample`` with a custom ``Sampler`` (ComfyUI's ``nodes_train.py``
 idiom), so ComfyUI loads the model and builds every extra input (SDXL's ``y``, FLUX's guidance). The
-sampler swaps a batched leaf into the positive's ``c_crossattn`` for each pass and calls the guider: x̂0 on
-the cond branch only. FLUX's in-place adds break backward through its LayerNorms; while collecting, every
-LayerNorm of a FLUX model gets a cloned input (a forward pre-hook, removed in ``finally``).
+sampler swaps a batched leaf into the positive's ``c_crossattn`` for each pass and calls the guider: at cfg 1
+x̂0 of the cond branch (``Guider_Basic``), else the guided x̂0 of ``CFGGuider`` (negative fixed, the gradient
+flows into the cond rows only), as the authors backpropagate through the guided prediction. FLUX's
+in-place adds break backward through its LayerNorms; while collecting, every LayerNorm of a FLUX model gets
+a cloned input (a forward pre-hook, removed in ``finally``).
 For ``loss_space="clip image"`` the host also has ``embed_image``: the latent is decoded by the VAE with its
 graph kept (``vae_decode_differentiable``) and embedded through the core's one preprocessing
 (``embed_images``) by a CLIP_VISION or the pack's image encoder; the VAE and encoder weights are frozen.
@@ -75,8 +77,38 @@ def _flat_ids(clip, key: str, text: str) -> list:
     return [t[0] for chunk in tokens[key] for t in chunk]
 
 
+def _token_strings(clip, key: str) -> dict | None:
+    """id → token text of the ``key`` encoder's tokenizer (None for a tokenizer without a vocabulary)."""
+    tok = clip.tokenizer
+    sub = getattr(tok, f"clip_{key}", None) or getattr(tok, key, None) or tok
+    inv = getattr(sub, "inv_vocab", None)
+    return inv if isinstance(inv, dict) else None
+
+
+def _whole_word(ids: list, r: int, n: int, text: dict | None, special: set) -> bool:
+    """Whether pieces ``ids[r:r+n]`` are a whole word: it starts where a word starts and ends where one ends.
+    CLIP marks a word's LAST piece with ``</w>`` (so the piece before must end a word); SentencePiece (T5)
+    marks a word's FIRST piece with ``▁`` (so the piece after must start a word, or be punctuation)."""
+    if text is None:  # a word-level tokenizer: every token is a word
+        return True
+
+    def s(i: int) -> str:
+        v = ids[i]
+        return text.get(v, "") if isinstance(v, int) and v not in special else ""
+
+    def is_edge(i: int) -> bool:  # outside the text: start/end/pad token, or an embedding
+        return i < 0 or i >= len(ids) or not isinstance(ids[i], int) or ids[i] in special
+
+    starts = is_edge(r - 1) or s(r - 1).endswith("</w>") or s(r).startswith("▁")
+    nxt = s(r + n)
+    ends = (s(r + n - 1).endswith("</w>") or is_edge(r + n) or nxt.startswith("▁")
+            or not nxt[:1].isalnum())
+    return starts and ends
+
+
 def token_rows(clip, prompt: str, word: str, n_rows: int | None = None, input_name: str = "word") -> list[int]:
-    """Rows of ``prompt``'s conditioning that hold ``word``'s token pieces (all occurrences)."""
+    """Rows of ``prompt``'s conditioning that hold ``word``'s token pieces (all whole-word occurrences: 'horse'
+    is not the second piece of 'seahorse')."""
     key = _row_key(clip)
     ids = _flat_ids(clip, key, prompt)
     if n_rows is not None and n_rows != len(ids):
@@ -86,12 +118,56 @@ def token_rows(clip, prompt: str, word: str, n_rows: int | None = None, input_na
     piece = [i for i in _flat_ids(clip, key, word.strip()) if isinstance(i, int) and i not in special]
     if not word.strip() or not piece:
         raise InputError(input_name, f"{word!r} gives no token.", "type the concept word, e.g. 'dog'.")
-    n = len(piece)
-    rows = [r + k for r in range(len(ids) - n + 1) if ids[r:r + n] == piece for k in range(n)]
+    n, text = len(piece), _token_strings(clip, key)
+    starts = [r for r in range(len(ids) - n + 1) if ids[r:r + n] == piece]
+    rows = [r + k for r in starts if _whole_word(ids, r, n, text, special) for k in range(n)]
     if not rows:
-        raise InputError(input_name, f"{word!r} (token ids {piece}) does not occur in the prompt {prompt!r}.",
-                         "use a word of the prompt, spelled as in the prompt (or add it to the prompt).")
+        inside = " (only inside another word, which is not a whole word)" if starts else ""
+        raise InputError(input_name, f"{word!r} (token ids {piece}) does not occur in the prompt {prompt!r} as a "
+                         f"whole word{inside}.",
+                         "use a whole word of the prompt, spelled as in the prompt (or add it to the prompt).")
     return rows
+
+
+MATCH_COS = 0.999
+"""A given conditioning matches the prompt when each chunk's last row has at least this cosine with clip's own."""
+
+
+def prompt_conditioning(clip, prompt: str, conditioning: list | None = None,
+                        input_name: str = "conditioning") -> list:
+    """The CONDITIONING whose word rows a node edits or reads: ``clip``'s encoding of ``prompt`` when none is
+    given, else ``conditioning`` after checking that it is what ``clip`` makes of ``prompt``.
+
+    The check compares the LAST row of every token chunk (an end/pad row, never a word's row): the text
+    encoder carries any change of the text into it (CLIP is causal, T5 bidirectional), while an edit of the
+    conditioning (ELROND, another Apply) changes only the edited word's rows. So an edited conditioning, or
+    a combination of conditionings of this prompt, passes; another prompt's is refused — its rows would be
+    edited at the wrong positions."""
+    from .sampling import encode_text
+
+    own = encode_text(clip, prompt)
+    if conditioning is None:
+        return own
+    ref = own[0][0]
+    chunk = len(clip.tokenize(prompt)[_row_key(clip)][0])
+    rows = ref.shape[1]
+    last = [min(rows, c + chunk) - 1 for c in range(0, rows, chunk)]
+    fix = ("connect the conditioning of exactly this prompt (CLIP Text Encode with the same text and clip), or "
+           "leave conditioning unconnected so this node encodes prompt with clip (type the prompt once, e.g. a "
+           "String node feeding every prompt input).")
+    for i, (t, _) in enumerate(conditioning):
+        which = f"entry {i + 1} of {len(conditioning)}" if len(conditioning) > 1 else "it"
+        if t.ndim != 3 or tuple(t.shape[1:]) != tuple(ref.shape[1:]):
+            raise InputError(input_name, f"{which} has shape {tuple(t.shape)}, but clip makes "
+                             f"{tuple(ref.shape[1:])} rows x width of prompt {prompt!r}.", fix)
+        a, b = t[:, last].float(), ref[:, last].to(t.device).float().expand(t.shape[0], -1, -1)
+        cos = float(torch.nn.functional.cosine_similarity(a, b, dim=-1).min())
+        ratio = float((a.norm(dim=-1) / b.norm(dim=-1).clamp_min(1e-12) - 1).abs().max())
+        if cos < MATCH_COS or ratio > 1 - MATCH_COS:
+            raise InputError(input_name, f"{which} is not what clip makes of prompt {prompt!r} (its end-of-text "
+                             f"row differs: cos {cos:.4f}), so the word's rows would be edited at the wrong "
+                             "positions.", fix)
+    return conditioning
 
 
 def first_usable_sigma(model, steps: int, scheduler: str, step: int = 0) -> tuple[int, float]:
@@ -169,9 +245,11 @@ class _GradientSampler(comfy.samplers.Sampler):
 def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: list[int], sigma: float,
                      config: GradientConfig, progress: Callable[[int, int], None] | None = None,
                      space: str = "", word: str = "", prompt: str = "", checkpointing: bool = False,
-                     vae=None, encoder=None) -> GradientSet:
+                     vae=None, encoder=None, negative: list | None = None, cfg: float = 1.0) -> GradientSet:
     """Per-pair gradients w.r.t. ``positive``'s conditioning rows ``rows``, for ``latents_vae`` (VAE space,
     as a LATENT holds them) through ComfyUI's guider for ``model``. The input conditioning is not changed.
+    With ``negative`` and ``cfg`` != 1, x̂0 is the GUIDED prediction x̂0_u + cfg·(x̂0_c − x̂0_u) of ComfyUI's
+    ``CFGGuider`` (the authors backpropagate through it); the gradient is still w.r.t. the cond rows only.
     ``checkpointing`` recomputes block activations in backward (less memory, one more forward).
     ``vae`` and ``encoder`` (a core ``ImageEncoder``) are needed for ``config.loss_space == "clip image"``."""
     if len(positive) != 1:
@@ -184,8 +262,14 @@ def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: lis
             vae = encoder = None
         extra = [] if vae is None else [vae.patcher] + ([encoder.cv.patcher] if hasattr(encoder, "cv") else [])
         mm.load_models_gpu([model, *extra], force_full_load=True)
-        guider = Guider_Basic(model)
-        guider.set_conds(clone_conditioning(positive))
+        guided = negative is not None and cfg != 1.0
+        if guided:
+            guider = comfy.samplers.CFGGuider(model)
+            guider.set_conds(clone_conditioning(positive), clone_conditioning(negative))
+            guider.set_cfg(cfg)
+        else:
+            guider = Guider_Basic(model)
+            guider.set_conds(clone_conditioning(positive))
 
         def run(host: GuiderHost) -> None:
             z = host.inner.process_latent_in(latents)
@@ -194,4 +278,6 @@ def collect_in_comfy(model, positive: list, latents_vae: torch.Tensor, rows: lis
         sigmas = torch.tensor([max(float(sigma), 1e-3), 0.0])  # the guider wants a schedule; we use our sigma
         sampler = _GradientSampler(run, checkpointing, vae, encoder)
         guider.sample(torch.zeros_like(head), head, sampler, sigmas, seed=0, disable_pbar=True)
+    out["g"].config.update(cfg=float(cfg) if guided else 1.0,
+                           x0=f"guided (CFGGuider, cfg {cfg:g})" if guided else "cond only (Guider_Basic)")
     return out["g"]

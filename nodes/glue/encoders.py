@@ -1,13 +1,17 @@
-"""Images for the core: decoding latents with a ComfyUI VAE, and CLIP_VISION as a core ``ImageEncoder``."""
+"""Images for the core: decoding latents with a ComfyUI VAE, CLIP_VISION as a core ``ImageEncoder``, and the
+pack's open_clip encoder under ComfyUI's memory management."""
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 
 import comfy.model_management as mm
+import comfy.model_patcher
 import torch
 from comfy.ldm.modules.attention import optimized_attention_for_device
 
+from ...sliderspace_core.common.encoders import OpenClipEncoder
 from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.sliderspace.trajectories import LatentFacts
 
@@ -76,6 +80,32 @@ class ClipVisionEncoder:
         return out.mean(dim=1) if out.ndim == 3 else out  # SigLIP towers pool over tokens
 
 
+class ManagedOpenClip:
+    """An open_clip encoder that ComfyUI loads to its text-encoder device before each use and may offload when
+    it needs room, as it does CLIP_VISION (without it the tower would run wherever it was loaded: the CPU)."""
+
+    def __init__(self, encoder: OpenClipEncoder) -> None:
+        self.inner, self.model = encoder, encoder.model  # .model: training freezes the tower's weights
+        self.encoder_id, self.image_size, self.mean, self.std = (encoder.encoder_id, encoder.image_size,
+                                                                 encoder.mean, encoder.std)
+        self.patcher = comfy.model_patcher.ModelPatcher(encoder.model, load_device=mm.text_encoder_device(),
+                                                        offload_device=mm.text_encoder_offload_device())
+
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        mm.load_model_gpu(self.patcher)
+        return self.inner.embed_pixels(pixels)
+
+
+_MANAGED: weakref.WeakKeyDictionary[OpenClipEncoder, ManagedOpenClip] = weakref.WeakKeyDictionary()
+
+
+def managed(encoder: OpenClipEncoder) -> ManagedOpenClip:
+    """The one ComfyUI-managed wrapper of ``encoder`` (one patcher per encoder object, however often it runs)."""
+    if encoder not in _MANAGED:
+        _MANAGED[encoder] = ManagedOpenClip(encoder)
+    return _MANAGED[encoder]
+
+
 def pick_encoder(clip_vision, encoder):
     """The one connected image encoder (a ComfyUI CLIP_VISION or the pack's open_clip encoder)."""
     if clip_vision is not None and encoder is not None:
@@ -83,6 +113,6 @@ def pick_encoder(clip_vision, encoder):
     if clip_vision is not None:
         return ClipVisionEncoder(clip_vision)
     if encoder is not None:
-        return encoder
+        return managed(encoder) if isinstance(encoder, OpenClipEncoder) else encoder
     raise InputError("clip_vision", "no image encoder is connected.",
                      "connect a CLIP_VISION (Load CLIP Vision) or an open_clip encoder.")

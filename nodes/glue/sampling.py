@@ -70,7 +70,7 @@ def sample_trajectories(model, positive: list[list], negative: list, prompts: li
     batches = plan_batches(n, len(prompts), batch_size)
     ksampler = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name,
                                        scheduler=scheduler, denoise=1.0, model_options=model.model_options)
-    sigmas = ksampler.sigmas.detach().float().cpu()
+    sigmas = ksampler.sigmas.detach().float().cpu()  # trajectory metadata: the trajectories type keeps it on the CPU
     run_callback = job_callback(model, len(batches) * steps)
     seeds = [(seed + i) % SEED_MOD for i in range(n)]
     buffer: TrajectoryBuffer | None = None
@@ -88,10 +88,10 @@ def sample_trajectories(model, positive: list[list], negative: list, prompts: li
         samples = ksampler.sample(noise, positive[batch[0] % len(prompts)], negative, cfg=cfg,
                                   latent_image=latent_image, callback=run_callback(b * steps, keep_x0),
                                   disable_pbar=True, seed=seeds[batch[0]])
-        samples = samples.to(mm.intermediate_device())
+        samples = samples.to(mm.intermediate_device())  # the LATENT output lives where ComfyUI keeps latents
         if finals is None:
-            finals = torch.empty((n, *samples.shape[1:]), dtype=samples.dtype)
-        finals[torch.as_tensor(batch)] = samples.cpu()
+            finals = torch.empty((n, *samples.shape[1:]), dtype=samples.dtype, device=samples.device)
+        finals[torch.as_tensor(batch, device=samples.device)] = samples
     assert buffer is not None and finals is not None
     if not buffer.complete():
         raise RuntimeError("the sampler skipped some kept steps; this sampler's callback is not per-step")
@@ -105,8 +105,9 @@ def sample_trajectories(model, positive: list[list], negative: list, prompts: li
 
 def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: int, steps: int, cfg: float,
                  sampler_name: str, scheduler: str, width: int, height: int,
-                 start_percent: float) -> dict[Cell, torch.Tensor]:
-    """Sample and decode every cell from the SAME noise; ``ZERO`` is the model without sliders.
+                 start_percent: float, end_percent: float = 1.0) -> dict[Cell, torch.Tensor]:
+    """Sample and decode every cell from the SAME noise; ``ZERO`` is the model without sliders; sliders act in the
+    sigma window ``start_percent``–``end_percent`` (as Apply Slider Bank).
 
     Returns ``Cell → [H, W, 3]`` images (first frame for video VAEs).
     """
@@ -119,7 +120,7 @@ def render_cells(model, vae, bank, cells: list[Cell], positive, negative, seed: 
         deltas = {}
         if cell != ZERO:
             deltas = merge_sliders(bank, {cell.slider: cell.scale})
-        patched = apply_deltas(model, deltas, start_percent, 1.0, tag="grid")
+        patched = apply_deltas(model, deltas, start_percent, end_percent, tag="grid")
         samples = comfy.sample.sample(patched, noise, steps, cfg, sampler_name, scheduler, positive, negative,
                                       latent, callback=run_callback(k * steps), disable_pbar=True, seed=seed)
         images = vae.decode(samples)  # as stock VAEDecode does, so the zero cell matches it bit for bit

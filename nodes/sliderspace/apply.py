@@ -77,15 +77,23 @@ class RandomSparseSliders(io.ComfyNode):
             inputs=[
                 io.Model.Input("model"),
                 S.Bank.Input("bank"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Item j of the batch draws its sliders from seed + j; same seed, same sliders."),
                 io.Int.Input("k", default=3, min=1, max=1024, tooltip="Sliders per generation (paper: 3)."),
                 io.Combo.Input("distribution", options=["fixed", "uniform"], default="fixed",
                                tooltip="fixed: every slider at `scale` (paper: 1); uniform: in [min_scale, scale]."),
-                io.Float.Input("scale", default=1.0, min=0.0, max=10.0, step=0.05),
-                io.Float.Input("min_scale", default=0.5, min=0.0, max=10.0, step=0.05),
+                io.Float.Input("scale", default=1.0, min=0.0, max=10.0, step=0.05,
+                               tooltip="Each drawn slider's scale (fixed), or the top of the range (uniform). "
+                                       "Paper: 1."),
+                io.Float.Input("min_scale", default=0.5, min=0.0, max=10.0, step=0.05,
+                               tooltip="Bottom of the range when distribution is uniform; unused when fixed."),
                 io.Boolean.Input("random_sign", default=False, tooltip="Flip each slider's sign at random."),
-                io.Float.Input("start_percent", default=0.2, min=0.0, max=1.0, step=0.01),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("start_percent", default=0.2, min=0.0, max=1.0, step=0.01,
+                               tooltip="Sliders switch on at this point of the schedule (by sigma). 0 = from the "
+                                       "first step (changes the composition); 0.2 keeps it. At 1-4 steps see "
+                                       "docs/families.md."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Sliders switch off after this point of the schedule (1 = until the end)."),
                 io.Int.Input("batch_size", default=1, min=1, max=4096,
                              tooltip="How many items to list in the `sliders` text (match your latent batch)."),
             ],

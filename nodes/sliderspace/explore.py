@@ -46,6 +46,9 @@ class SliderGrid(io.ComfyNode):
                 *S.sampling_inputs(),
                 io.Float.Input("start_percent", default=0.2, min=0.0, max=1.0, step=0.01,
                                tooltip="Sliders switch on at this point of the schedule (keeps the composition)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+                               tooltip="Sliders switch off at this point of the schedule (1: on to the end), as in "
+                                       "Apply Slider Bank; a late end keeps the fine detail of the plain image."),
             ],
             outputs=[io.Image.Output(display_name="grid"),
                      io.Image.Output(display_name="cells", tooltip="Every grid position as a batch, row-major.")],
@@ -53,13 +56,13 @@ class SliderGrid(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, vae, bank, positive, negative, sliders, scales, seed, steps, cfg, sampler_name,
-                scheduler, width, height, start_percent) -> io.NodeOutput:
+                scheduler, width, height, start_percent, end_percent=1.0) -> io.NodeOutput:
         with node_errors(cls.NAME):
             check_bank_for_model(bank, model)
             rows = parse_slider_list(sliders, len(bank))
             cols = parse_scale_list(scales)
             rendered = render_cells(model, vae, bank, grid_cells(rows, cols), positive, negative, seed, steps,
-                                    cfg, sampler_name, scheduler, width, height, start_percent)
+                                    cfg, sampler_name, scheduler, width, height, start_percent, end_percent)
             positions = grid_positions(rows, cols)
             images = {pos: rendered[cell] for pos, cell in positions.items()}
             grid = compose_grid(images, [_row_label(bank, i) for i in rows],

@@ -49,8 +49,10 @@ class TrainSliders(io.ComfyNode):
                 io.Int.Input("n_sliders", default=16, min=1, max=1024, tooltip="Top directions to train."),
                 io.Int.Input("iterations", default=1000, min=1, max=1_000_000,
                              tooltip="Optimizer steps (reference: 3000 for 16 sliders)."),
-                io.Float.Input("learning_rate", default=2e-3, min=1e-6, max=1.0, step=1e-4, round=1e-6),
-                io.Int.Input("rank", default=1, min=1, max=64),
+                io.Float.Input("learning_rate", default=2e-3, min=1e-6, max=1.0, step=1e-4, round=1e-6,
+                               tooltip="AdamW learning rate (reference: 2e-3; the ToyWorld template: 0.02)."),
+                io.Int.Input("rank", default=1, min=1, max=64,
+                             tooltip="Rank of each slider's low-rank update (1 = the paper's rank-1 slider)."),
                 io.Combo.Input("targets", options=list(TARGET_PRESETS), default=AUTO,
                                tooltip="Which linear layers carry the sliders. auto: the family's preset "
                                        "(SD1.5/SDXL cross-attention k/v as the reference; FLUX every attention "
@@ -58,12 +60,14 @@ class TrainSliders(io.ComfyNode):
                 io.String.Input("target_pattern", default="", tooltip="Regex over module names, for 'pattern'."),
                 io.Int.Input("sliders_per_step", default=3, min=1, max=64,
                              tooltip="Sliders trained per step, in one batched pass on one shared sample."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                             tooltip="Every random choice of training: sliders drawn, samples, noise levels, noise, "
+                                     "init. Same seed, same bank."),
                 io.Boolean.Input("bidirectional", default=False, tooltip="Also train scale −1 towards −v."),
                 io.Boolean.Input("gradient_checkpointing", default=False,
                                  tooltip="Recompute the denoiser's blocks and decode+embed in backward: less "
                                          "memory, about one more forward per step."),
-                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01, optional=True,
                                tooltip="Guidance of the x̂0 the sliders are trained on. 1: the positive alone "
                                        "(fastest). Set it to the sampler's cfg (and connect negative) to train "
                                        "sliders for guided sampling, e.g. a high-cfg, mode-collapsed setting."),

@@ -20,9 +20,9 @@ class LoadToyWorld(io.ComfyNode):
             description="ToyWorld: a 32×32 pixel-space text-to-image model trained by this project (0.8 M "
                         "parameters, shipped with the pack) whose images have known factors — shape, hue, size, "
                         "x, y, background. Every pack node runs on it without a download. Words it knows: "
-                        + ", ".join(CAPTION_WORDS) + ". Sample at 32×32 (Empty Latent Image 32×32 works: "
-                        "it is cut to 3 pixel channels), euler/karras, ~16 steps, cfg ~2; use CLIP Text "
-                        "Encode with an empty prompt as the negative.",
+                        + ", ".join(CAPTION_WORDS) + ". Sample at 32×32 pixels: Empty Latent Image "
+                        "256×256 (ComfyUI divides by 8; cut to 3 pixel channels), euler/karras, ~16 steps, "
+                        "cfg ~2; use CLIP Text Encode with an empty prompt as the negative.",
             inputs=[],
             outputs=[io.Model.Output(display_name="MODEL"), io.Clip.Output(display_name="CLIP"),
                      io.Vae.Output(display_name="VAE"), S.ImageEncoder.Output(display_name="encoder")],

@@ -1,8 +1,9 @@
 """A concept SAE: the shared TopK SAE plus what steering needs — its block and each feature's typical value.
 
-Files are the shared SAE format (:func:`~sliderspace_core.decompose.topk_sae.save_sae`) with the block,
-source and per-feature statistics in the header metadata (JSON), so one loader reads both SAEs trained
-here and imported sdxl-unbox ones.
+Files are the shared SAE format (:func:`~sliderspace_core.decompose.topk_sae.save_sae`) with the block and
+source in the header metadata and the per-feature statistics as float32 tensors (exact: steering after a
+save / load round trip is bit for bit the same), so one loader reads both SAEs trained here and imported
+sdxl-unbox ones. Files of earlier versions, with the statistics as 6-digit JSON text in the header, still load.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..common.errors import InputError
-from ..decompose.topk_sae import TopKSAE, load_sae, save_sae
+from ..decompose.topk_sae import TopKSAE, accumulator_dtype, read_sae, save_sae
 
 META_BLOCK = "concepts.block"
 META_SOURCE = "concepts.source"
@@ -53,51 +54,51 @@ class ConceptSAE:
 
 
 def feature_stats(sae: TopKSAE, chunks: Iterable[Tensor], chunk_rows: int = 65536) -> tuple[Tensor, Tensor]:
-    """Per feature: mean and std of its code over the rows where it fires (0 where it never fires)."""
-    n = sae.n_latents
-    s1 = torch.zeros(n, dtype=torch.float64)
-    s2 = torch.zeros(n, dtype=torch.float64)
-    cnt = torch.zeros(n, dtype=torch.float64)
-    with torch.no_grad():
+    """Per feature: mean and std of its code over the rows where it fires (0 where it never fires), computed and
+    returned on the SAE's device."""
+    n, dev = sae.n_latents, sae.W_enc.device
+    acc = accumulator_dtype(dev)
+    s1, s2, cnt = (torch.zeros(n, dtype=acc, device=dev) for _ in range(3))
+    with torch.no_grad():  # summed on the SAE's device: chunks are streamed there, nothing comes back per chunk
         for chunk in chunks:
             for c in chunk.reshape(-1, sae.d_in).split(chunk_rows):
-                vals, idx = sae.encode_topk(c.to(sae.W_enc.device, torch.float32))
-                fired = vals > 0
-                i, v = idx[fired].cpu(), vals[fired].double().cpu()
+                vals, idx = sae.encode_topk(c.to(dev, torch.float32))
+                i, v = idx.reshape(-1), vals.reshape(-1).to(acc)  # kept codes that did not fire are 0: add nothing
                 s1.index_add_(0, i, v)
                 s2.index_add_(0, i, v * v)
-                cnt.index_add_(0, i, torch.ones_like(v))
+                cnt.index_add_(0, i, (v > 0).to(acc))
     safe = cnt.clamp_min(1.0)
     mean = s1 / safe
     std = (s2 / safe - mean * mean).clamp_min(0.0).sqrt()
     return mean.float(), std.float()
 
 
-def _floats(values: Tensor) -> str:
-    return json.dumps([float(f"{v:.6g}") for v in values.tolist()])
-
-
 def save_concept_sae(c: ConceptSAE, path: str, overwrite: bool = False, input_name: str = "filename") -> None:
-    """Write ``c`` as a shared-format SAE file with the block, source and statistics in its header."""
-    meta = {META_BLOCK: c.block, META_SOURCE: c.source, META_MEAN: _floats(c.feature_mean),
-            META_STD: _floats(c.feature_std)}
-    save_sae(c.sae, path, metadata=meta, overwrite=overwrite, input_name=input_name)
+    """Write ``c`` as a shared-format SAE file: block and source in its header, statistics as tensors."""
+    meta = {META_BLOCK: c.block, META_SOURCE: c.source}
+    save_sae(c.sae, path, metadata=meta, overwrite=overwrite, input_name=input_name,
+             per_feature={META_MEAN: c.feature_mean.float(), META_STD: c.feature_std.float()})
+
+
+def _text_stats(meta: dict, key: str, input_name: str) -> Tensor:
+    """Statistics an earlier version wrote as JSON text in the header."""
+    try:
+        return torch.tensor(json.loads(meta.pop(key)), dtype=torch.float32)
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError, RuntimeError):
+        raise InputError(input_name, f"the SAE file's {key} is missing or damaged.", "save the SAE again.") from None
 
 
 def load_concept_sae(path: str, input_name: str = "sae_file") -> ConceptSAE:
     """Read a file written by :func:`save_concept_sae`; an SAE without a block (e.g. ELROND's) is refused."""
-    sae = load_sae(path, input_name)
+    sae, tensors = read_sae(path, input_name, per_feature=(META_MEAN, META_STD))
     meta = dict(sae.metadata)
     if META_BLOCK not in meta:
         raise InputError(input_name, "this SAE file names no denoiser block (it is not an SAE-concepts SAE).",
                          "choose a file saved by SAE Save or imported from sdxl-unbox.")
     stats = []
     for key in (META_MEAN, META_STD):
-        try:
-            t = torch.tensor(json.loads(meta.pop(key)), dtype=torch.float32)
-        except (KeyError, TypeError, ValueError, OverflowError, RecursionError, RuntimeError):
-            raise InputError(input_name, f"the SAE file's {key} metadata is missing or damaged.",
-                             "save the SAE again.") from None
+        t = tensors[key] if key in tensors else _text_stats(meta, key, input_name)
+        meta.pop(key, None)
         if t.shape != (sae.n_latents,) or not bool(torch.isfinite(t).all()):
             raise InputError(input_name, f"the SAE file's {key} does not hold {sae.n_latents} finite values.",
                              "save the SAE again.")

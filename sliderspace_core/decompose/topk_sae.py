@@ -30,6 +30,11 @@ FORMAT_VERSION = "1"
 _TENSORS = ("W_enc", "b_lat", "W_dec", "b_pre", "firing_density")
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for sums over many rows, or float32 on a device without float64 (Apple's MPS)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 @dataclass(frozen=True)
 class TopKSAEConfig:
     """Architecture and training settings of a :class:`TopKSAE` (all of it is saved with the weights)."""
@@ -65,6 +70,15 @@ class TopKSAEConfig:
     def width(self, d_in: int) -> int:
         """The number of latents for inputs of size ``d_in``."""
         return int(self.n_latents) if self.n_latents else max(1, round(self.expansion * d_in))
+
+    def training_bytes(self, d_in: int) -> int:
+        """Device memory one training run needs, roughly: the float32 weights with their gradients and two Adam
+        moments, plus one batch's temporaries (pre-activations, dense codes and their gradient, row copies).
+        The shuffle buffer stays in host memory. Hosts free this much before training (SDXL's 1280-wide block
+        at 4x and batch 4096: about 0.6 GB)."""
+        n = self.width(d_in)
+        params = 2 * n * d_in + n + d_in
+        return 4 * (4 * params + self.batch_size * (3 * n + 8 * d_in))
 
     def validate(self, d_in: int) -> None:
         """Raise :class:`InputError` naming the first bad setting."""
@@ -110,9 +124,12 @@ class TopKSAEConfig:
         return cls(**raw)
 
 
-ELROND_PRESET = TopKSAEConfig(k=32, expansion=1.0, auxk=None, lr=3e-5, warmup_steps=1000, batch_size=512,
-                              epochs=20)
-"""ELROND's TopK SAE (METHODS §2.5): expansion 1, k 32, lr 3e-5 with 1 000 warm-up steps, 20 epochs, batch 512."""
+ELROND_PRESET = TopKSAEConfig(k=32, expansion=1.0, auxk=None, lr=3e-3, warmup_steps=0, batch_size=512, epochs=20)
+"""ELROND's TopK SAE (METHODS §2.5): expansion 1, k 32, unit-norm decoder, batch up to 512, at least 20 epochs.
+The paper's lr 3e-5 with 1 000 warm-up steps is tuned for 10-30 k gradients; at 2 000 (ELROND Collect's default)
+the warm-up outlasts the run and the atoms never leave their init. So ELROND scales the schedule to the data
+(``sliderspace_core.elrond.directions.scaled_sae_config``: batch, epochs and a warm-up that is a share of the
+run) and uses lr 3e-3, measured to recover planted atoms at 2 000 and 10 000 gradients (benchmark E3)."""
 SAE_CONCEPTS_PRESET = TopKSAEConfig(k=10, expansion=4.0, auxk=256, lr=1e-4, warmup_steps=0, batch_size=4096,
                                     epochs=1)
 """SAE concepts (METHODS §3.2, sdxl-unbox): width 4·d, k 10 (10-20), AuxK 256, Adam 1e-4, batch 4096, 1 epoch."""
@@ -247,21 +264,34 @@ def density_directions(sae: TopKSAE, density: Tensor | None = None, lo: float = 
 # ---------------------------------------------------------------------------------- files
 
 
+RESERVED = frozenset({"format", "format_version", "config", "d_in", "n_latents"})
+"""Header keys the format itself uses (not free-form metadata)."""
+
+
 def save_sae(sae: TopKSAE, path: str, metadata: dict[str, str] | None = None, overwrite: bool = False,
-             input_name: str = "filename") -> None:
-    """Write ``sae`` atomically as safetensors; its config (JSON) and ``metadata`` go in the header."""
+             input_name: str = "filename", per_feature: dict[str, Tensor] | None = None) -> None:
+    """Write ``sae`` atomically as safetensors; its config (JSON) and ``metadata`` go in the header.
+
+    ``per_feature``: extra named float32 tensors of shape (n_latents,) stored exactly (e.g. feature statistics).
+    """
     extra = {**sae.metadata, **(metadata or {})}
-    reserved = {"format", "format_version", "config", "d_in", "n_latents"}
-    if reserved & set(extra):
-        raise InputError("metadata", f"uses reserved keys {sorted(reserved & set(extra))}.", "rename them.")
+    if RESERVED & set(extra):
+        raise InputError("metadata", f"uses reserved keys {sorted(RESERVED & set(extra))}.", "rename them.")
     meta = {**{str(k): str(v) for k, v in extra.items()}, "format": FORMAT, "format_version": FORMAT_VERSION,
             "config": sae.config.to_json(), "d_in": str(sae.d_in), "n_latents": str(sae.n_latents)}
     tensors = {f"sae.{n}": getattr(sae, n).detach().float() for n in _TENSORS}
+    for name, t in (per_feature or {}).items():
+        if name.startswith("sae.") or tuple(t.shape) != (sae.n_latents,):
+            raise ValueError(f"per-feature tensor {name!r}: shape {tuple(t.shape)} (want ({sae.n_latents},)) "
+                             "and a name outside 'sae.'")
+        tensors[name] = t.detach().float()
     write_safetensors(tensors, path, meta, overwrite=overwrite, input_name=input_name)
 
 
-def load_sae(path: str, input_name: str = "sae_file", device: str | torch.device = "cpu") -> TopKSAE:
-    """Read a file written by :func:`save_sae`; anything foreign, truncated or inconsistent -> InputError."""
+def read_sae(path: str, input_name: str = "sae_file", per_feature: tuple[str, ...] = ()
+             ) -> tuple[TopKSAE, dict[str, Tensor]]:
+    """Read a file written by :func:`save_sae`: the SAE (on the CPU) and those of the ``per_feature`` tensors
+    the file holds (each optional). Anything foreign, truncated or inconsistent -> InputError."""
     from safetensors import safe_open
 
     header = read_header(path, input_name)
@@ -284,19 +314,27 @@ def load_sae(path: str, input_name: str = "sae_file", device: str | torch.device
         raise InputError(input_name, f"{name!r}: n_latents {n} does not match its config.", "save the SAE again.")
     shapes = {"W_enc": [n, d_in], "b_lat": [n], "W_dec": [n, d_in], "b_pre": [d_in], "firing_density": [n]}
     got = {k: v for k, v in header.items() if k != "__metadata__"}
-    want = {f"sae.{k}": s for k, s in shapes.items()}
+    want = {f"sae.{k}": s for k, s in shapes.items()} | {k: [n] for k in per_feature if k in got}
     if set(got) != set(want) or any(got[k].get("shape") != s or got[k].get("dtype") != "F32"
                                     for k, s in want.items()):
         raise InputError(input_name, f"{name!r}: its tensors do not match a {n}x{d_in} TopK SAE.",
                          "save the SAE again.")
     sae = TopKSAE(d_in, config)
+    extras: dict[str, Tensor] = {}
     with safe_open(path, "pt") as f, torch.no_grad():
-        for k in shapes:
-            t = f.get_tensor(f"sae.{k}")
+        for k in want:
+            t = f.get_tensor(k)
             if not bool(torch.isfinite(t).all()):
                 raise InputError(input_name, f"{name!r}: {k} contains NaN or infinite values.",
                                  "retrain or re-save the SAE.")
-            getattr(sae, k).copy_(t)
-    reserved = {"format", "format_version", "config", "d_in", "n_latents"}
-    sae.metadata = {k: v for k, v in meta.items() if k not in reserved}
-    return sae.to(device)
+            if k.startswith("sae."):
+                getattr(sae, k[4:]).copy_(t)
+            else:
+                extras[k] = t
+    sae.metadata = {k: v for k, v in meta.items() if k not in RESERVED}
+    return sae, extras
+
+
+def load_sae(path: str, input_name: str = "sae_file", device: str | torch.device = "cpu") -> TopKSAE:
+    """Read a file written by :func:`save_sae`; anything foreign, truncated or inconsistent -> InputError."""
+    return read_sae(path, input_name)[0].to(device)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..common.errors import InputError
-from .topk_sae import TopKSAE, TopKSAEConfig
+from .topk_sae import TopKSAE, TopKSAEConfig, accumulator_dtype
 
 ProgressFn = Callable[[int, "int | None", dict], None]
 """``progress(step, total_steps or None, stats)``; it may raise (e.g. to interrupt) and training stops."""
@@ -254,11 +254,11 @@ def train_sae(data: Tensor | Iterable[Tensor] | Callable[[], Iterable[Tensor]], 
     stats, t0, step = TrainStats(), time.perf_counter(), 0
     losses: list[Tensor] = []
     aux_losses: list[Tensor] = []
-    n = sae.n_latents
+    n, acc = sae.n_latents, accumulator_dtype(dev)
     for epoch in range(cfg.epochs):
         fires = torch.zeros(n, dtype=torch.long, device=dev)
-        ep_num = torch.zeros((), dtype=torch.float64, device=dev)
-        ep_den = torch.zeros((), dtype=torch.float64, device=dev)
+        ep_num = torch.zeros((), dtype=acc, device=dev)
+        ep_den = torch.zeros((), dtype=acc, device=dev)
         ep_rows = 0
         for x in _batches(src(), sae.d_in, cfg.batch_size, cfg.shuffle_buffer, gen, dev):
             if check is not None:
@@ -278,7 +278,7 @@ def train_sae(data: Tensor | Iterable[Tensor] | Callable[[], Iterable[Tensor]], 
                 fires += batch_fires
                 sae.stats_last_nonzero += x.shape[0]
                 sae.stats_last_nonzero.masked_fill_(batch_fires > 0, 0)
-                ep_num += nmse.double() * den
+                ep_num += nmse.to(acc) * den
                 ep_den += den
             losses.append(nmse.detach())
             if use_aux:
@@ -291,7 +291,7 @@ def train_sae(data: Tensor | Iterable[Tensor] | Callable[[], Iterable[Tensor]], 
                 progress(step, total, _snapshot(epoch, step, stats.rows, lr, losses, fires, ep_rows, sae))
         if ep_rows == 0:
             raise InputError("activations", "are empty.", "collect activations first.")
-        density = fires.double() / ep_rows
+        density = fires.to(acc) / ep_rows
         sae.firing_density.copy_(density.float())
         stats.explained_variance = float(1.0 - ep_num / ep_den.clamp_min(1e-30))
     stats.loss = torch.stack(losses).tolist()
@@ -310,7 +310,7 @@ def _snapshot(epoch: int, step: int, rows: int, lr: float, losses: list[Tensor],
               sae: TopKSAE) -> dict:
     loss = float(losses[-1])
     return {"epoch": epoch, "step": step, "rows": rows, "lr": lr, "loss": loss, "explained_variance": 1.0 - loss,
-            "dead_fraction": float((fires == 0).double().mean()) if ep_rows else float("nan")}
+            "dead_fraction": float((fires == 0).float().mean()) if ep_rows else float("nan")}
 
 
 def _init_pre_bias(sae: TopKSAE, chunks: Iterator[Tensor], rows: int = 65536) -> None:

@@ -68,15 +68,16 @@ class StabilityCurve:
     """Seed of the permutation."""
 
 
-def _as_grads(grads: Tensor, name: str = "gradients") -> Tensor:
+def as_gradients(grads: Tensor, name: str = "gradients") -> Tensor:
+    """``grads`` as an (N >= 2, D) finite float matrix, else an :class:`InputError` naming ``name``."""
     if not isinstance(grads, Tensor):
         grads = torch.as_tensor(grads)
     if grads.ndim != 2 or grads.shape[1] == 0:
         raise InputError(name, f"expected an (N, D) matrix, one gradient per row; got shape {tuple(grads.shape)}.",
                          "stack the gradients (ELROND Collect Gradients writes them this way).")
     if grads.shape[0] < 2:
-        raise InputError(name, f"has {grads.shape[0]} row(s); a spectrum needs at least 2 gradients.",
-                         "collect more gradients (4 000-8 000 give a stable estimate).")
+        raise InputError(name, f"has {grads.shape[0]} row(s); a spectrum or a decomposition needs at least 2 "
+                         "gradients.", "raise pairs in ELROND Collect Gradients (4 000-8 000 give a stable estimate).")
     if not grads.is_floating_point():
         grads = grads.float()
     if not bool(torch.isfinite(grads).all()):
@@ -97,7 +98,7 @@ def _ratios_of(acc: CovarianceAccumulator) -> Tensor:
 
 def explained_variance_ratios(grads: Tensor, normalize: bool = False) -> Tensor:
     """(D,) float64 explained-variance ratios of the centred rows of ``grads`` (N, D), descending."""
-    grads = _as_grads(grads)
+    grads = as_gradients(grads)
     acc = CovarianceAccumulator(normalize=normalize, chunk_rows=min(32768, grads.shape[0]))
     acc.update(grads)
     return _ratios_of(acc)
@@ -174,7 +175,7 @@ def lid_stability_curve(grads: Tensor, sizes: Sequence[int] | None = None, seed:
     One pass: the covariance accumulates prefix by prefix and is diagonalised at each size.
     ``sizes`` defaults to N/16, N/8, N/4, N/2, N (those >= 2).
     """
-    grads = _as_grads(grads)
+    grads = as_gradients(grads)
     n = grads.shape[0]
     if sizes is None:
         sizes = sorted({max(2, n >> s) for s in (4, 3, 2, 1, 0)})

@@ -135,3 +135,14 @@ def describe_draws(draws: list[RandomDraw], seed: int) -> str:
         body = ", ".join(f"{i}:{s:+d}" for i, s in zip(d.indices, d.signs, strict=True))
         lines.append(f"item {j} (seed {seed + j}): directions {body}; strength {d.strength:.3f}")
     return "\n".join(lines)
+
+
+def transfer_note(directions_word: str, word: str) -> str:
+    """A sentence when directions collected for one word are applied to another (a transfer, maybe
+    intended), else ``""``."""
+    src, dst = (directions_word or "").strip(), (word or "").strip()
+    if not src or src.lower() == dst.lower():
+        return ""
+    return (f"note: these directions were collected for {src!r} and are applied to {dst!r} (a transfer between "
+            "words; fine when intended).")
+

@@ -4,7 +4,10 @@
 //   node make_workflows.mjs <server url> <example_workflows dir> [name...]   (no names: all of them)
 import fs from "node:fs";
 import path from "node:path";
+import { FAMILY_WORKFLOWS } from "./family_workflows.mjs";
+import { buildStaged } from "./layout.mjs";
 import { launch, loadWorkflow, openApp } from "./lib.mjs";
+import { SDXL_METHOD_WORKFLOWS } from "./sdxl_method_workflows.mjs";
 
 const VIEW = { x: 70, y: 90, width: 1520, height: 900 }; // the thumbnail: the canvas below the bars
 const CKPT = "v1-5-pruned-emaonly.safetensors";
@@ -91,9 +94,11 @@ const WORKFLOWS = {
       ["neg", 0, "grid", "negative"], ["grid", 0, "out", "images"]],
   },
   elrond_directions: {
-    nodes: [ckpt(20, 80), text("pos", 20, 320, DOG), text("neg", 20, 580, NEG),
+    // The prompt is typed once: one String node feeds Collect, Apply (which encodes it itself) and the plain path.
+    nodes: [ckpt(20, 80), { id: "prompt", type: "PrimitiveStringMultiline", pos: [20, 320], w: { value: DOG },
+      title: "Prompt (typed once)" }, text("pos", 20, 1100, ""), text("neg", 20, 580, NEG),
       { id: "latent", type: "EmptyLatentImage", pos: [20, 840], w: { width: 512, height: 512, batch_size: 1 } },
-      { id: "collect", type: "ELRONDCollectGradients", pos: [460, 40], w: { prompt: DOG, word: "dog", negative: NEG,
+      { id: "collect", type: "ELRONDCollectGradients", pos: [460, 40], w: { word: "dog", negative: NEG,
         images: 64, pairs: 2000, seed: 0, control_after_generate: "fixed", steps: 20, batch_size: 4 } },
       { id: "decompose", type: "ELRONDDecompose", pos: [880, 40], w: { method: "PCA (LID rule)", c: 2.5, seed: 0,
         control_after_generate: "fixed" } },
@@ -102,7 +107,7 @@ const WORKFLOWS = {
       { id: "save_dirs", type: "ELRONDSaveDirections", pos: [880, 640], w: { filename_prefix: "elrond_dog" } },
       { id: "spectrum", type: "PreviewImage", pos: [1240, 40], title: "Spectrum (kept directions)" },
       { id: "stability", type: "PreviewImage", pos: [1240, 400], title: "LID vs number of gradients" },
-      { id: "apply", type: "ELRONDApplyDirections", pos: [460, 780], w: { prompt: DOG, word: "dog", strengths: "0:30" } },
+      { id: "apply", type: "ELRONDApplyDirections", pos: [460, 780], w: { word: "dog", strengths: "0:30" } },
       { id: "ks", type: "KSampler", pos: [1600, 40], w: { seed: 0, control_after_generate: "fixed", steps: 20 },
         title: "KSampler (ELROND direction 0)" },
       { id: "ks_plain", type: "KSampler", pos: [1600, 560], w: { seed: 0, control_after_generate: "fixed", steps: 20 },
@@ -111,11 +116,12 @@ const WORKFLOWS = {
       { id: "out", type: "SaveImage", pos: [2200, 40], w: { filename_prefix: "elrond_directions" } },
       { id: "out_plain", type: "SaveImage", pos: [2200, 560], w: { filename_prefix: "elrond_plain" } }],
     links: [["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"],
+      ["prompt", 0, "collect", "prompt"], ["prompt", 0, "apply", "prompt"], ["prompt", 0, "pos", "text"],
       ["ckpt", 0, "collect", "model"], ["ckpt", 1, "collect", "clip"],
       ["collect", 0, "decompose", "gradients"], ["collect", 0, "complexity", "gradients"],
       ["decompose", 0, "save_dirs", "directions"], ["decompose", 1, "spectrum", "images"],
       ["complexity", 2, "stability", "images"],
-      ["pos", 0, "apply", "conditioning"], ["ckpt", 1, "apply", "clip"], ["decompose", 0, "apply", "directions"],
+      ["ckpt", 1, "apply", "clip"], ["decompose", 0, "apply", "directions"],
       ["ckpt", 0, "ks", "model"], ["apply", 0, "ks", "positive"], ["neg", 0, "ks", "negative"],
       ["latent", 0, "ks", "latent_image"], ["ks", 0, "dec", "samples"], ["ckpt", 2, "dec", "vae"],
       ["dec", 0, "out", "images"],
@@ -231,6 +237,10 @@ export async function fitView(page) {
       x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 30);
       x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
     }
+    for (const g of app.graph.groups ?? []) { // staged templates: the groups' title bars too
+      x0 = Math.min(x0, g.pos[0]); y0 = Math.min(y0, g.pos[1]);
+      x1 = Math.max(x1, g.pos[0] + g.size[0]); y1 = Math.max(y1, g.pos[1] + g.size[1]);
+    }
     const [L, T] = [VIEW.x, VIEW.y]; // leave the side bar and the top bar out
     const [W, H] = [VIEW.width, VIEW.height];
     const scale = Math.min(W / (x1 - x0 + 40), H / (y1 - y0 + 40), 1.2);
@@ -241,6 +251,8 @@ export async function fitView(page) {
   }, VIEW);
 }
 
+Object.assign(WORKFLOWS, FAMILY_WORKFLOWS, SDXL_METHOD_WORKFLOWS); // staged templates: { stages, links }
+
 const [url, outDir, ...only] = process.argv.slice(2);
 const unknown = only.filter((n) => !(n in WORKFLOWS));
 if (unknown.length) throw new Error(`no workflow named ${unknown.join(", ")}; known: ${Object.keys(WORKFLOWS).join(", ")}`);
@@ -248,12 +260,14 @@ const browser = await launch();
 try {
   const { page } = await openApp(browser, url, { width: 1600, height: 1000 });
   for (const [name, spec] of Object.entries(WORKFLOWS).filter(([n]) => !only.length || only.includes(n))) {
-    const wf = await build(page, spec);
+    const wf = spec.stages ? await buildStaged(page, spec) : await build(page, spec);
     fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(wf, null, 2) + "\n");
     await loadWorkflow(page, wf); // thumbnail: the workflow as it opens, fitted to the view
     await fitView(page);
     await page.waitForTimeout(800);
-    await page.screenshot({ path: path.join(outDir, `${name}.jpg`), type: "jpeg", quality: 80, clip: VIEW });
+    // GRAPH_DIR: the graph screenshot goes there, for scripts/make_thumbnails.py to put beside a result
+    const shotDir = process.env.GRAPH_DIR || outDir;
+    await page.screenshot({ path: path.join(shotDir, `${name}.jpg`), type: "jpeg", quality: 80, clip: VIEW });
     console.log(`wrote ${name}.json and ${name}.jpg`);
   }
 } finally {

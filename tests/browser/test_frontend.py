@@ -35,8 +35,8 @@ def new_errors(errors: list[str], baseline: list[str]) -> list[str]:
 
 def test_pack_nodes_are_in_the_node_library(report, comfy_server):
     _, info = comfy_server.get("/object_info")
-    pack = {k: v for k, v in info.items() if v.get("category") == "SliderSpace"}
-    assert len(pack) >= 13
+    pack = {k: v for k, v in info.items() if v.get("category", "").startswith("SliderSpace/")}
+    assert len(pack) >= 29
     assert set(pack) <= set(report["registered"])
     assert "SliderSpace" in report["library_text"]
     missing = [v["display_name"] for v in pack.values() if v["display_name"] not in report["library_text"]]
@@ -63,6 +63,36 @@ def test_example_workflow_loads_cleanly(report, name):
     assert not facts["dialogs"], facts["dialogs"]
     errors = new_errors(facts["console_errors"], report["baseline_console_errors"])
     assert not errors, errors
+
+
+STAGED = ["sliderspace_discover_sdxl.json", "sliderspace_discover_flux.json", "sliderspace_apply_sdxl.json",
+          "sliderspace_apply_flux.json", "elrond_directions_sdxl.json", "sae_concepts_sdxl.json"]
+"""The family templates, laid out by stage (tests/browser/layout.mjs)."""
+
+
+def overlaps(boxes: list[dict]) -> list[str]:
+    """Pairs of rectangles (x, y, w, h) that share any area."""
+    out = []
+    for i, a in enumerate(boxes):
+        ax, ay, aw, ah = a["box"]
+        for b in boxes[i + 1:]:
+            bx, by, bw, bh = b["box"]
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                out.append(f"{a.get('title') or a['type']} / {b.get('title') or b['type']}")
+    return out
+
+
+@pytest.mark.parametrize("name", STAGED)
+def test_family_template_is_readable(report, name):
+    facts = report["workflows"][name]
+    assert not overlaps(facts["rects"]), f"{name}: overlapping nodes {overlaps(facts['rects'])}"
+    assert len(facts["groups"]) >= 4 and not overlaps(facts["groups"]), facts["groups"]
+    for r in facts["rects"]:  # every node inside one stage's group
+        x, y, w, h = r["box"]
+        inside = [g for g in facts["groups"] if g["box"][0] <= x and x + w <= g["box"][0] + g["box"][2]
+                  and g["box"][1] <= y and y + h <= g["box"][1] + g["box"][3]]
+        assert len(inside) == 1, f"{name}: {r['title']} is in {len(inside)} groups"
+    assert [r for r in facts["rects"] if r["type"] == "Note"], f"{name}: no Note saying what to change"
 
 
 def test_widget_shows_one_labelled_slider_per_direction(report, bank_info):

@@ -53,9 +53,13 @@ try {
   await page.evaluate(() => window.app.extensionManager.sidebarTab.toggleSidebarTab("node-library"));
   await page.getByText("SliderSpace", { exact: true }).first().click();
   await page.waitForTimeout(800);
+  for (const sub of ["Sliders", "ELROND", "SAE concepts", "ToyWorld"]) { // one subfolder per system
+    await page.getByText(sub, { exact: true }).first().click();
+    await page.waitForTimeout(500);
+  }
   report.library_text = await page.evaluate(() => document.body.innerText);
   report.registered = await page.evaluate(() => Object.keys(window.LiteGraph.registered_node_types)
-    .filter((k) => k.startsWith("SliderSpace")));
+    .filter((k) => k.startsWith("SliderSpace") || k.startsWith("ELROND")));
   await page.evaluate(() => window.app.extensionManager.sidebarTab.toggleSidebarTab("node-library"));
 
   // 2. Every example workflow loads with no missing node type, no widget shift and no new console error.
@@ -77,7 +81,12 @@ try {
         }
       }
       const dialogs = [...document.querySelectorAll(".p-dialog")].map((d) => d.innerText.slice(0, 300));
-      return { missing, mismatched, dialogs, nodes: app.graph.nodes.length };
+      const T = LiteGraph.NODE_TITLE_HEIGHT; // a node's rectangle includes its title bar
+      const rects = app.graph.nodes.map((n) => ({ type: n.type, title: n.title,
+        box: [n.pos[0], n.pos[1] - T, n.size[0], n.size[1] + T] }));
+      const groups = (app.graph.groups ?? app.graph._groups ?? []).map((g) => ({ title: g.title,
+        box: [g.pos[0], g.pos[1], g.size[0], g.size[1]] }));
+      return { missing, mismatched, dialogs, nodes: app.graph.nodes.length, rects, groups };
     }, wf);
     report.workflows[path.basename(file)] = { ...facts, console_errors: log.slice(start) };
   }

@@ -110,8 +110,9 @@ class Graph:
         self.prompt: dict[str, dict] = {}
         self._ids = itertools.count(1)
 
-    def _add(self, class_type: str, inputs: dict) -> str:
-        node_id = str(next(self._ids))
+    def _add(self, class_type: str, inputs: dict, node_id: str | None = None) -> str:
+        node_id = node_id or str(next(self._ids))
+        assert node_id not in self.prompt, f"node id {node_id} used twice"
         self.prompt[node_id] = {"class_type": class_type, "inputs": inputs}
         return node_id
 
@@ -119,18 +120,19 @@ class Graph:
         """A link to ``obj`` (any Python object) for use as a node input."""
         key = f"v{next(_COUNT)}"
         _VALUES[key] = obj
-        return [self._add("_SliderSpaceTestValue", {"key": key}), 0]
+        return [self._add("_SliderSpaceTestValue", {"key": key}, f"value{key}"), 0]
 
-    def node(self, class_type: str, **inputs: Any) -> list[list]:
+    def node(self, class_type: str, node_id: str | None = None, **inputs: Any) -> list[list]:
         """Add ``class_type`` with widget values or links; returns its output links ``[[id, 0], [id, 1], ...]``.
 
-        Non-JSON values (tensors, models, ...) are wrapped with ``value`` automatically.
+        Non-JSON values (tensors, models, ...) are wrapped with ``value`` automatically. ``node_id`` fixes the id
+        the executor hands the node as its hidden ``unique_id`` (default: the next free number).
         """
         wired = {}
         for name, v in inputs.items():
             is_link = isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
             wired[name] = v if is_link or isinstance(v, (str, int, float, bool)) else self.value(v)
-        node_id = self._add(class_type, wired)
+        node_id = self._add(class_type, wired, node_id)
         return [[node_id, i] for i in range(32)]
 
     def run(self, *outputs: list, executor: Any = None, extra_data: dict | None = None) -> tuple:
@@ -149,7 +151,7 @@ class Graph:
             prompt[f"sink{key}"] = {"class_type": "_SliderSpaceTestSink", "inputs": {"value": link, "key": key}}
         prompt_id = str(uuid.uuid4())
         valid, error, good_outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
-        if not valid:
+        if not valid or node_errors:  # a server still runs the outputs that validated and drops the rest
             raise PromptInvalid(error, node_errors)
         ex = executor or new_executor()
         ex.execute(prompt, prompt_id, extra_data or {}, good_outputs)
@@ -171,8 +173,8 @@ def new_executor():
     return execution.PromptExecutor(_Server(), cache_args={"lru": 0, "ram": 0})
 
 
-def run_node(class_type: str, outputs: int = 1, **inputs: Any) -> tuple:
-    """Run one node as a server would and return its first ``outputs`` outputs."""
+def run_node(class_type: str, outputs: int = 1, node_id: str | None = None, **inputs: Any) -> tuple:
+    """Run one node as a server would (as node ``node_id``) and return its first ``outputs`` outputs."""
     g = Graph()
-    links = g.node(class_type, **inputs)
+    links = g.node(class_type, node_id, **inputs)
     return g.run(*links[:outputs])

@@ -37,6 +37,9 @@ def boot() -> dict:
 
     ok = asyncio.run(comfy_nodes.load_custom_node(str(ROOT)))
     assert ok, "ComfyUI failed to load the pack"
+    # ComfyUI's primitive nodes (String (Multiline) feeds one prompt to several nodes in the templates)
+    primitives = str(path / "comfy_extras" / "nodes_primitive.py")
+    assert asyncio.run(comfy_nodes.load_custom_node(primitives, module_parent="comfy_extras")), primitives
     pack = str(ROOT).replace(".", "_x_")
     _LOADED.update(nodes=comfy_nodes, pack=pack, classes=comfy_nodes.NODE_CLASS_MAPPINGS)
     return _LOADED

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .test_discovery import SIZE, _out, _raises
+from .executor import run_node
+from .test_discovery import SIZE, _raises
 
 STEPS = 8
 
 
 def apply(comfy, model, bank, scales="0:1.5, 2:-1", start=0.0, end=1.0, mult=1.0):
-    node = comfy["classes"]["SliderSpaceApplySliderBank"]
-    with torch.inference_mode():
-        return _out(node.execute(model, bank, scales, mult, start, end))[0]
+    return run_node("SliderSpaceApplySliderBank", model=model, bank=bank, scales=scales, multiplier=mult,
+                    start_percent=start, end_percent=end)[0]  # through ComfyUI's executor, as a server runs it
 
 
 def sample(comfy, tiny, model, sampler="euler", seed=3):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from .executor import Graph, run_node
 from .host import pack_module
 from .test_apply import STEPS, sample
 from .test_discovery import _out
@@ -19,24 +20,35 @@ def text(scales: dict[int, float]) -> str:
     return ", ".join(f"{i}:{s}" for i, s in scales.items())
 
 
-def node(comfy, node_id: str, uid: str | None):
-    """The node class as ComfyUI's executor runs it: a clone that knows its node id (``uid``)."""
-    from comfy_api.latest import io
-
-    cls = comfy["classes"][node_id]
-    return cls if uid is None else cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: uid})
-
-
 def apply(comfy, model, bank, scales, uid=None, start=0.0, end=1.0):
-    with torch.inference_mode():
-        return _out(node(comfy, "SliderSpaceApplySliderBank", uid).execute(model, bank, text(scales), 1.0, start,
-                                                                          end))[0]
+    """Apply Slider Bank run by ComfyUI's executor as node ``uid``; ``uid=None``: called directly, with no node id
+    (as headless code may call it)."""
+    if uid is None:
+        with torch.inference_mode():
+            return _out(comfy["classes"]["SliderSpaceApplySliderBank"].execute(model, bank, text(scales), 1.0, start,
+                                                                             end))[0]
+    return run_node("SliderSpaceApplySliderBank", node_id=uid, model=model, bank=bank, scales=text(scales),
+                    multiplier=1.0, start_percent=start, end_percent=end)[0]
 
 
 def sparse(comfy, model, bank, seed, uid=None):
-    with torch.inference_mode():
-        return _out(node(comfy, "SliderSpaceRandomSparseSliders", uid).execute(model, bank, seed, 2, "fixed", 1.5,
-                                                                              0.5, True, 0.0, 1.0, 1))
+    args = dict(model=model, bank=bank, seed=seed, k=2, distribution="fixed", scale=1.5, min_scale=0.5,
+                random_sign=True, start_percent=0.0, end_percent=1.0, batch_size=1)
+    if uid is None:
+        with torch.inference_mode():
+            return _out(comfy["classes"]["SliderSpaceRandomSparseSliders"].execute(**args))
+    return run_node("SliderSpaceRandomSparseSliders", outputs=2, node_id=uid, **args)
+
+
+def test_two_apply_nodes_in_one_prompt_add_up(comfy, tiny, bank, bank2):
+    """Two Apply nodes wired in series in one prompt, as a user builds it: the executor gives each its own id."""
+    g = Graph()
+    first = g.node("SliderSpaceApplySliderBank", model=tiny.model, bank=bank, scales=text(S1), multiplier=1.0,
+                   start_percent=0.0, end_percent=1.0)
+    second = g.node("SliderSpaceApplySliderBank", model=first[0], bank=bank2, scales=text(S2), multiplier=1.0,
+                    start_percent=0.0, end_percent=1.0)
+    chained, = g.run(second[0])
+    close(sample(comfy, tiny, chained)[0], sample(comfy, tiny, lora_sum(tiny, (bank, S1), (bank2, S2)))[0])
 
 
 @pytest.fixture(scope="module")

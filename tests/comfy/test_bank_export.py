@@ -12,6 +12,7 @@ import os
 import pytest
 import torch
 
+from .executor import NodeFailed, run_node
 from .families import build_model as build
 from .host import pack_module
 
@@ -150,29 +151,34 @@ def _out(node_output):
 def test_save_and_load_nodes_round_trip_without_overwriting(models, folders):
     nodes = pack_module("nodes.sliderspace.banks")
     _, bank = models["Flux"]
-    first = _out(nodes.SaveSliderBank.execute(bank, "../flux sliders"))[0]
-    second = _out(nodes.SaveSliderBank.execute(bank, "../flux sliders"))[0]
+    save = {"class_type": "SliderSpaceSaveSliderBank", "bank": bank, "filename_prefix": "../flux sliders"}
+    first = run_node(**save)[0]  # through ComfyUI's executor, as a server runs it
+    second = run_node(**save)[0]
     assert (first, second) == ("flux sliders_00001.safetensors", "flux sliders_00002.safetensors")
     assert sorted(os.listdir(folders["sliderspace"])) == [first, second]
     assert pack_module("nodes.glue.folders").bank_files() == [first, second]
-    back = _out(nodes.LoadSliderBank.execute(first))[0]
+    back = run_node("SliderSpaceLoadSliderBank", file=first)[0]  # the file list is read at validation
     assert back.meta == bank.meta and back.modules == bank.modules
     pairs = zip(bank.sliders, back.sliders, strict=True)
     assert all(torch.equal(a.up[m], b.up[m]) for a, b in pairs for m in bank.modules)
     assert nodes.LoadSliderBank.fingerprint_inputs(first) != nodes.LoadSliderBank.fingerprint_inputs(second)
     errors = pack_module("sliderspace_core.common.errors")
     with pytest.raises(errors.InputError) as err:
-        nodes.LoadSliderBank.execute("missing.safetensors")
+        nodes.LoadSliderBank.execute("missing.safetensors")  # a direct call
     assert err.value.node == nodes.LoadSliderBank.NAME and err.value.input_name == "file"
+    with pytest.raises(NodeFailed) as failed:  # a V3 combo value outside the list reaches the node in 0.3.75
+        run_node("SliderSpaceLoadSliderBank", file="missing.safetensors")
+    assert nodes.LoadSliderBank.NAME in failed.value.message and "input 'file'" in failed.value.message
 
 
 @pytest.mark.parametrize("key_format", ["kohya", "peft"])
 def test_export_node_writes_a_lora_the_stock_loader_lists_and_loads(comfy, models, folders, key_format):
     import folder_paths
 
-    nodes = pack_module("nodes.sliderspace.banks")
+    pack_module("nodes.sliderspace.banks")  # registers the folders
     mp, bank = models["SD15"]
-    name = _out(nodes.ExportSliderLoRA.execute(bank, "0:1.5, 2:-2, 3:0.75", key_format, "dog/../slider"))[0]
+    name = run_node("SliderSpaceExportSliderLoRA", bank=bank, scales="0:1.5, 2:-2, 3:0.75", key_format=key_format,
+                    filename="dog/../slider")[0]
     assert name == "dog_._slider_00001.safetensors" and os.listdir(folders["loras"]) == [name]
     assert name in folder_paths.get_filename_list("loras")
     log = LogLines()
@@ -187,15 +193,17 @@ def test_export_node_writes_a_lora_the_stock_loader_lists_and_loads(comfy, model
 
 
 def test_export_node_errors_name_node_and_input(models, folders):
-    nodes, errors = pack_module("nodes.sliderspace.banks"), pack_module("sliderspace_core.common.errors")
+    nodes = pack_module("nodes.sliderspace.banks")
     mp, bank = models["SD15"]
-    for args, input_name in ((("0:1, 9:1", "comfy", "x"), "scales"), (("0:1", "comfy", "///"), "filename")):
-        with pytest.raises(errors.InputError) as err:
-            nodes.ExportSliderLoRA.execute(bank, *args)
-        assert err.value.node == nodes.ExportSliderLoRA.NAME and err.value.input_name == input_name
-    with pytest.raises(errors.InputError) as err:
-        nodes.ExportSliderLoRA.execute(bank, "0:1", "comfy", "x", model=models["Flux"][0])
-    assert err.value.input_name == "bank"
+    for (scales, fmt, filename), input_name in ((("0:1, 9:1", "comfy", "x"), "scales"),
+                                                (("0:1", "comfy", "///"), "filename")):
+        with pytest.raises(NodeFailed) as err:
+            run_node("SliderSpaceExportSliderLoRA", bank=bank, scales=scales, key_format=fmt, filename=filename)
+        assert nodes.ExportSliderLoRA.NAME in err.value.message and f"input '{input_name}'" in err.value.message
+    with pytest.raises(NodeFailed) as err:
+        run_node("SliderSpaceExportSliderLoRA", bank=bank, scales="0:1", key_format="comfy", filename="x",
+                 model=models["Flux"][0])
+    assert "input 'bank'" in err.value.message
     assert os.listdir(folders["loras"]) == []
 
 
@@ -265,6 +273,6 @@ def test_node_schemas_build_as_object_info_does(comfy, folders):
     (folders["sliderspace"] / "a.safetensors").write_bytes(b"")
     for cls in (nodes.SaveSliderBank, nodes.LoadSliderBank, nodes.ExportSliderLoRA):
         info = cls.GET_NODE_INFO_V1()
-        assert info["category"] == "SliderSpace" and info["output_node"] == (cls is not nodes.LoadSliderBank)
+        assert info["category"] == "SliderSpace/Sliders" and info["output_node"] == (cls is not nodes.LoadSliderBank)
     kind, opts = nodes.LoadSliderBank.INPUT_TYPES()["required"]["file"]
     assert kind == "COMBO" and opts["options"] == ["a.safetensors"]  # listed afresh on each refresh

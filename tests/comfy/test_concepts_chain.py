@@ -1,15 +1,28 @@
-"""SAE Steer nodes in series (issue 15): chained steers compose in chain order, at the same block (each block
-hook sees the output the steers before it left) and at different blocks; one node run again replaces its own
-steer (re-queue idempotent); the upstream node's MODEL is never changed by a downstream steer."""
+"""SAE Steer nodes in series, each prompt run by ComfyUI's own executor (issues 15 and 24 item 6): chained steers
+compose in chain order, at the same block (each block hook sees the output the steers before it left) and at
+different blocks; two IDENTICAL steers in series give twice the edit (each is keyed by its declared node id);
+re-queueing an edited prompt with one executor replaces only the edited node's steer; the upstream node's MODEL
+is never changed by a downstream steer."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from .executor import Graph, new_executor
 from .host import pack_module
-from .test_concepts import BLOCK, _no_hooks_left, conds, csae, sample  # noqa: F401 (fixtures)
-from .test_discovery import SIZE, _out
+from .test_concepts import (  # noqa: F401 (fixtures)
+    BLOCK,
+    STEER,
+    _no_hooks_left,
+    conds,
+    csae,
+    sample,
+    steer_chain,
+    steer_inputs,
+    wrappers,
+)
+from .test_discovery import SIZE
 
 OTHER = "input_blocks.1.1"  # another 320-wide block of the tiny SD1.5 UNet
 
@@ -17,22 +30,9 @@ OTHER = "input_blocks.1.1"  # another 320-wide block of the tiny SD1.5 UNet
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
 
-def node(comfy, uid: str | None):
-    from comfy_api.latest import io
-
-    cls = comfy["classes"]["SliderSpaceSAESteer"]
-    return cls if uid is None else cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: uid})
-
-
-def steer(comfy, model, sae, features, uid=None, mode="global", mask=None, suppress=True):
-    with torch.inference_mode():
-        return _out(node(comfy, uid).execute(model, sae, features, mode, "cond", "typical activation", 0.0, 1.0,
-                                             suppress, mask))[0]
-
-
 def steerer(sae, features, mode="global", mask=None, suppress=True):
     st = pack_module("sliderspace_core.concepts.steering")
-    return st.Steerer(sae, st.parse_features(features, sae.n_features), mode, "cond", "typical activation", mask,
+    return st.Steerer(sae, st.parse_features(features, sae.n_features), mode, "cond", st.FEATURE_MEAN, mask,
                       suppress)
 
 
@@ -52,8 +52,17 @@ def reference(tiny, stages):
     return m
 
 
-def wrappers(model) -> dict:
-    return {k: {kk: list(vv) for kk, vv in v.items()} for k, v in model.wrappers.items()}
+def test_two_identical_steers_in_series_give_twice_the_edit(comfy, tiny, conds, csae):  # noqa: F811
+    """Each Steer is keyed by the node id ComfyUI fills ONLY when the schema declares it: undeclared, two identical
+    nodes share one key and the second silently replaces the first."""
+    one, two = steer_chain(tiny.model, steer_inputs(csae, "3:8"), steer_inputs(csae, "3:8"))
+    twice = steer_chain(tiny.model, steer_inputs(csae, "3:16"))[0]
+    out = sample(tiny, conds, two)[0]
+    assert not torch.equal(out, sample(tiny, conds, one)[0])
+    ref = sample(tiny, conds, twice)[0]
+    assert float((out - ref).abs().max()) <= 1e-5 * float(ref.abs().max())  # linear in the strength (to rounding)
+    assert torch.equal(out, sample(tiny, conds, reference(tiny, {BLOCK: [steerer(csae, "3:8")] * 2}))[0])
+    _no_hooks_left(tiny)
 
 
 @pytest.mark.parametrize("mode", ["global", "spatial"])
@@ -61,15 +70,15 @@ def test_two_steers_at_one_block_compose_in_chain_order(comfy, tiny, conds, csae
     mask = torch.zeros(SIZE, SIZE)
     mask[:, : SIZE // 2] = 1.0
     b_mask = mask if mode == "spatial" else None
-    first = steer(comfy, tiny.model, csae, "3:8", uid="1")
+    first, chained = steer_chain(tiny.model, steer_inputs(csae, "3:8"),
+                                 steer_inputs(csae, "17:-6, 40:5", mode=mode, mask=b_mask))
     first_wrappers, first_out = wrappers(first), sample(tiny, conds, first)[0]
-    chained = steer(comfy, first, csae, "17:-6, 40:5", uid="2", mode=mode, mask=b_mask)
     ref = reference(tiny, {BLOCK: [steerer(csae, "3:8"), steerer(csae, "17:-6, 40:5", mode, b_mask)]})
     out = sample(tiny, conds, chained)[0]
     assert torch.equal(out, sample(tiny, conds, ref)[0])
     assert not torch.equal(out, first_out)
     if mode == "global":  # global edits do not read the output: chaining = one steer with every feature (to rounding)
-        one = sample(tiny, conds, steer(comfy, tiny.model, csae, "3:8, 17:-6, 40:5"))[0]
+        one = sample(tiny, conds, steer_chain(tiny.model, steer_inputs(csae, "3:8, 17:-6, 40:5"))[0])[0]
         assert torch.allclose(out, one, rtol=1e-4, atol=1e-4) and not torch.equal(one, first_out)
     else:  # the second steer's suppression reads the first's edit: the other order differs
         swapped = reference(tiny, {BLOCK: [steerer(csae, "17:-6, 40:5", mode, b_mask), steerer(csae, "3:8")]})
@@ -82,35 +91,63 @@ def test_two_steers_at_one_block_compose_in_chain_order(comfy, tiny, conds, csae
 def test_steers_at_different_blocks_compose_in_either_order(comfy, tiny, conds, csae):  # noqa: F811
     sae_mod = pack_module("sliderspace_core.concepts.sae")
     other = sae_mod.ConceptSAE(csae.sae, OTHER, csae.feature_mean, csae.feature_std)
-    ab = steer(comfy, steer(comfy, tiny.model, csae, "3:8", uid="1"), other, "17:-6", uid="2")
-    ba = steer(comfy, steer(comfy, tiny.model, other, "17:-6", uid="2"), csae, "3:8", uid="1")
+    ab = steer_chain(tiny.model, steer_inputs(csae, "3:8"), steer_inputs(other, "17:-6"))[1]
+    ba = steer_chain(tiny.model, steer_inputs(other, "17:-6"), steer_inputs(csae, "3:8"))[1]
     ref = reference(tiny, {BLOCK: [steerer(csae, "3:8")], OTHER: [steerer(other, "17:-6")]})
     out = sample(tiny, conds, ab)[0]
     assert torch.equal(out, sample(tiny, conds, ref)[0]) and torch.equal(out, sample(tiny, conds, ba)[0])
-    for alone in (steer(comfy, tiny.model, csae, "3:8"), steer(comfy, tiny.model, other, "17:-6")):
+    for alone in (steer_chain(tiny.model, steer_inputs(csae, "3:8"))[0],
+                  steer_chain(tiny.model, steer_inputs(other, "17:-6"))[0]):
         assert not torch.equal(out, sample(tiny, conds, alone)[0])
     _no_hooks_left(tiny)
 
 
-def test_requeue_is_idempotent_and_a_node_replaces_only_its_own_steer(comfy, tiny, conds, csae):  # noqa: F811
+def test_requeue_of_an_edited_chain_replaces_only_the_edited_nodes_steer(comfy, tiny, conds, csae):  # noqa: F811
     vanilla = sample(tiny, conds, tiny.model)[0]
-    first = steer(comfy, tiny.model, csae, "3:8", uid="1")
-    second = steer(comfy, first, csae, "17:-6", uid="2")
-    out = sample(tiny, conds, second)[0]
-    # the executor runs node 2 again on node 1's output (re-queue), or on node 2's own output: no stacking
-    assert torch.equal(sample(tiny, conds, steer(comfy, first, csae, "17:-6", uid="2"))[0], out)
-    assert torch.equal(sample(tiny, conds, steer(comfy, second, csae, "17:-6", uid="2"))[0], out)
-    # node 2 edited to strength 0 / no features: only node 1's steer remains, bit for bit
-    assert torch.equal(sample(tiny, conds, steer(comfy, second, csae, "17:0", uid="2"))[0],
-                       sample(tiny, conds, first)[0])
-    off = steer(comfy, steer(comfy, second, csae, "", uid="2"), csae, "3:0", uid="1")
-    assert torch.equal(sample(tiny, conds, off)[0], vanilla)
-    # node 2 run again with an SAE at another block replaces its own steer there too
     other = pack_module("sliderspace_core.concepts.sae").ConceptSAE(csae.sae, OTHER, csae.feature_mean,
                                                                     csae.feature_std)
-    moved = steer(comfy, second, other, "17:-6", uid="2")
-    assert torch.equal(sample(tiny, conds, moved)[0], sample(tiny, conds, steer(comfy, first, other, "17:-6"))[0])
-    # outside a prompt (no node id): the same steer again replaces, a different one composes
-    same = steer(comfy, steer(comfy, tiny.model, csae, "3:8"), csae, "3:8")
-    assert torch.equal(sample(tiny, conds, same)[0], sample(tiny, conds, first)[0])
+    ex = new_executor()
+    g = Graph()
+    a = g.node(STEER, model=g.value(tiny.model), **steer_inputs(csae, "3:8"))[0]
+    b = g.node(STEER, model=a, **steer_inputs(csae, "17:-6"))[0]
+    first, second = g.run(a, b, executor=ex)
+    out = sample(tiny, conds, second)[0]
+    assert torch.equal(out, sample(tiny, conds, reference(tiny, {BLOCK: [steerer(csae, "3:8"),
+                                                                         steerer(csae, "17:-6")]}))[0])
+
+    def requeue(node, **changes):
+        g.prompt[node[0]]["inputs"].update(changes)
+        return g.run(a, b, executor=ex)
+
+    # node b edited to strength 0: only node a's steer remains, bit for bit (node a comes from the cache)
+    a_out, b_out = requeue(b, features="17:0")
+    assert a_out is first and torch.equal(sample(tiny, conds, b_out)[0], sample(tiny, conds, first)[0])
+    # back to its strength: the same result as the first run, nothing stacked
+    assert torch.equal(sample(tiny, conds, requeue(b, features="17:-6")[1])[0], out)
+    # node b given an SAE at another block: its steer moves there, node a's stays
+    moved = requeue(b, sae=g.value(other))[1]
+    ref = reference(tiny, {BLOCK: [steerer(csae, "3:8")], OTHER: [steerer(other, "17:-6")]})
+    assert torch.equal(sample(tiny, conds, moved)[0], sample(tiny, conds, ref)[0])
+    # both off: vanilla
+    requeue(a, features="")
+    assert torch.equal(sample(tiny, conds, requeue(b, features="17:0")[1])[0], vanilla)
+    _no_hooks_left(tiny)
+
+
+def test_outside_a_prompt_the_same_steer_replaces_and_a_different_one_composes(comfy, tiny, conds, csae):  # noqa: F811
+    """Called directly (no executor, so no node id: scripts, other packs), content + settings key the steer."""
+    from .test_discovery import _out
+
+    node = comfy["classes"][STEER]
+    st = pack_module("sliderspace_core.concepts.steering")
+
+    def direct(model, features):
+        with torch.inference_mode():
+            return _out(node.execute(model, csae, features, "global", "cond", st.FEATURE_MEAN, 0.0, 1.0, True))[0]
+
+    once = direct(tiny.model, "3:8")
+    assert torch.equal(sample(tiny, conds, direct(once, "3:8"))[0], sample(tiny, conds, once)[0])
+    both = sample(tiny, conds, direct(once, "17:-6"))[0]
+    assert torch.equal(both, sample(tiny, conds, steer_chain(tiny.model, steer_inputs(csae, "3:8"),
+                                                             steer_inputs(csae, "17:-6"))[1])[0])
     _no_hooks_left(tiny)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from .elrond_nodes import PROMPT, decompose, failure, input_of
+from .executor import run_node
 from .families import build_model as build_family
 from .host import pack_module
-
-PROMPT = "a photo of a dog on sliderspace grass"
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors on 2 shared cores
 
@@ -22,10 +21,6 @@ def mods(comfy):
              "err": "sliderspace_core.common.errors", "col": "nodes.elrond.collect", "dec": "nodes.elrond.decompose",
              "app": "nodes.elrond.apply", "fil": "nodes.elrond.files", "dr": "sliderspace_core.elrond.directions"}
     return type("M", (), {k: pack_module(v) for k, v in names.items()})
-
-
-def _out(node_output):
-    return node_output.args if hasattr(node_output, "args") else node_output
 
 
 def test_token_rows_come_from_the_models_tokenizer(tiny, mods):
@@ -92,11 +87,10 @@ def test_sdxl_and_flux_shapes_collect_correct_gradients(comfy, mods, family):
 
 @pytest.fixture(scope="module")
 def collected(tiny, mods):
-    node = mods.col.CollectGradients
     args = dict(model=tiny.model, clip=tiny.clip, prompt=PROMPT, word="dog", negative="", images=5, pairs=8, seed=2,
                 steps=3, cfg=2.0, sampler_name="euler", scheduler="normal", width=64, height=64, step=0,
-                normalize=True, remove_common=False, batch_size=3, gradient_checkpointing=True)
-    first = _out(node.execute(**args))
+                normalize=True, remove_common=False, batch_size=3, gradient_checkpointing=True, loss_space="latent")
+    first = run_node("ELRONDCollectGradients", outputs=3, **args)
     return args, first
 
 
@@ -105,36 +99,54 @@ def test_collect_node_is_seeded_and_deterministic(collected, mods):
     assert grads.vectors.shape == (8, 768) and grads.token_rows == [5] and "8 gradients" in info
     assert torch.allclose(grads.vectors.norm(dim=1), torch.ones(8))
     assert latents["samples"].shape == (5, 4, 8, 8)
-    again = _out(mods.col.CollectGradients.execute(**args))[0]
+    again = run_node("ELRONDCollectGradients", **args)[0]
     assert torch.equal(again.vectors, grads.vectors) and torch.equal(again.pairs, grads.pairs)
-    other = _out(mods.col.CollectGradients.execute(**{**args, "seed": 3}))[0]
+    other = run_node("ELRONDCollectGradients", **{**args, "seed": 3})[0]
     assert not torch.equal(other.vectors, grads.vectors)
     # a LATENT batch instead of sampling gives the same gradients for the same images
-    same = _out(mods.col.CollectGradients.execute(**args, latents=latents))[0]
+    same = run_node("ELRONDCollectGradients", **args, latents=latents)[0]
     torch.testing.assert_close(same.vectors, grads.vectors)
+
+
+def test_topk_sae_decompose_in_the_executor_at_its_defaults(collected, mods):
+    """Issue 24.1: inside ComfyUI's executor (inference mode, inference-tensor gradients from Collect) the
+    TopK SAE trains, at the node's defaults, and its atoms leave their init."""
+    _, (grads, _, _) = collected
+    dirs, spectrum = decompose(grads, method="TopK SAE")
+    assert dirs.method == "topk_sae" and dirs.n_components >= 1 and spectrum.ndim == 4
+    assert dirs.source["atom_init_cos"] < 0.99 and dirs.source["steps"] >= 1000
+    assert torch.allclose(dirs.components.norm(dim=1), torch.ones(dirs.n_components), atol=1e-5)
+    err = failure("ELRONDDecompose", gradients=grads, method="TopK SAE", n=3, c=2.5, sae_k=32, sae_epochs=20,
+                  sae_lr=1e-7, seed=0)
+    assert "ELROND Decompose" in err.message and input_of(err) == "sae_lr" and "did not train" in err.message
 
 
 def test_decompose_apply_and_ksampler(tiny, collected, mods):
     import nodes as comfy_nodes
 
     _, (grads, _, _) = collected
-    dirs, spectrum = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 3, 2.5, 32, 20, 3e-5, 0))
+    dirs, spectrum = decompose(grads)
     assert dirs.n_components == 3 and dirs.space == "conditioning:SD1ClipModel:768" and spectrum.shape[-1] == 3
-    report, lid, curve = _out(mods.dec.ConceptComplexity.execute(grads, 2.5, 0, dirs, dirs))
+    report, lid, curve = run_node("ELRONDConceptComplexity", outputs=3, gradients=grads, c=2.5, seed=0,
+                                  directions=dirs, other_directions=dirs)
     assert "LID" in report and "subspace overlap: 1.0000" in report and curve.ndim == 4
     positive = mods.smp.encode_text(tiny.clip, PROMPT)
     negative = mods.smp.encode_text(tiny.clip, "")
     before = positive[0][0].clone()
-    apply = mods.app.ApplyDirections.execute
-    zero = _out(apply(positive, tiny.clip, PROMPT, "dog", dirs, "0:0, 1:0", 1.0))[0]
-    moved = _out(apply(positive, tiny.clip, PROMPT, "dog", dirs, "0:30", 1.0))[0]
+
+    def apply(cond, word, strengths):
+        return run_node("ELRONDApplyDirections", conditioning=cond, clip=tiny.clip, prompt=PROMPT, word=word,
+                        directions=dirs, strengths=strengths, multiplier=1.0)[0]
+
+    zero = apply(positive, "dog", "0:0, 1:0")
+    moved = apply(positive, "dog", "0:30")
     assert torch.equal(positive[0][0], before)  # the input is never modified
     assert torch.equal(zero[0][0], before)
     changed = (moved[0][0] != before).any(-1)[0]
     assert changed.nonzero().flatten().tolist() == [5]  # only the word's row
     torch.testing.assert_close((moved[0][0] - before)[0, 5], 30 * dirs.components[0])
     # a second word composes without touching the first word's edit
-    both = _out(apply(moved, tiny.clip, PROMPT, "grass", dirs, "1:-20", 1.0))[0]
+    both = apply(moved, "grass", "1:-20")
     assert torch.equal(both[0][0][0, 5], moved[0][0][0, 5]) and not torch.equal(both[0][0], moved[0][0])
 
     def ksample(pos):
@@ -150,11 +162,16 @@ def test_decompose_apply_and_ksampler(tiny, collected, mods):
 
 def test_random_directions_node_item_j_is_seed_plus_j(tiny, collected, mods):
     _, (grads, _, _) = collected
-    dirs = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 4, 2.5, 32, 20, 3e-5, 0))[0]
+    dirs = decompose(grads, n=4)[0]
     positive = mods.smp.encode_text(tiny.clip, PROMPT)
-    rnd = mods.app.RandomDirections.execute
-    batch, text = _out(rnd(positive, tiny.clip, PROMPT, "dog", dirs, 10, 2, 30.0, 40.0, True, 3))
-    single = _out(rnd(positive, tiny.clip, PROMPT, "dog", dirs, 12, 2, 30.0, 40.0, True, 1))[0]
+
+    def rnd(seed, batch_size):
+        return run_node("ELRONDRandomDirections", outputs=2, conditioning=positive, clip=tiny.clip, prompt=PROMPT,
+                        word="dog", directions=dirs, seed=seed, n=2, min_strength=30.0, max_strength=40.0,
+                        random_sign=True, batch_size=batch_size)
+
+    batch, text = rnd(10, 3)
+    single = rnd(12, 1)[0]
     assert batch[0][0].shape[0] == 3 and torch.equal(batch[0][0][2], single[0][0][0])
     assert "item 2 (seed 12)" in text
     norms = (batch[0][0] - positive[0][0])[:, 5].norm(dim=-1)
@@ -163,60 +180,51 @@ def test_random_directions_node_item_j_is_seed_plus_j(tiny, collected, mods):
 
 def test_bad_inputs_name_node_input_and_fix(tiny, collected, mods):
     args, (grads, _, _) = collected
-    err = mods.err.InputError
-    with pytest.raises(err) as e:
-        mods.col.CollectGradients.execute(**{**args, "word": "cat"})
-    assert e.value.node == mods.col.CollectGradients.NAME and e.value.input_name == "word"
-    with pytest.raises(err) as e:
-        mods.col.CollectGradients.execute(**{**args, "pairs": 11})
-    assert e.value.input_name == "pairs" and "10 pairs" in e.value.problem and e.value.fix
+    err = failure("ELRONDCollectGradients", **{**args, "word": "cat"})
+    assert "ELROND Collect Gradients" in err.message and input_of(err) == "word"
+    err = failure("ELRONDCollectGradients", **{**args, "pairs": 11})
+    assert input_of(err) == "pairs" and "10 pairs" in err.message and "Fix:" in err.message
     narrow = mods.dr.Directions(torch.eye(2, 48), torch.ones(2), torch.ones(2), torch.zeros(48), 9,
                                 "conditioning:SD1ClipModel:48")
     positive = mods.smp.encode_text(tiny.clip, PROMPT)
-    with pytest.raises(err) as e:
-        mods.app.ApplyDirections.execute(positive, tiny.clip, PROMPT, "dog", narrow, "0:1", 1.0)
-    assert e.value.node == mods.app.ApplyDirections.NAME and e.value.input_name == "directions"
+    apply = dict(conditioning=positive, clip=tiny.clip, prompt=PROMPT, word="dog", strengths="0:1", multiplier=1.0)
+    err = failure("ELRONDApplyDirections", **apply, directions=narrow)
+    assert "ELROND Apply Directions" in err.message and input_of(err) == "directions"
     foreign = mods.dr.Directions(torch.eye(2, 768), torch.ones(2), torch.ones(2), torch.zeros(768), 9,
                                  "conditioning:SD2ClipModel:768")
-    with pytest.raises(err) as e:
-        mods.app.ApplyDirections.execute(positive, tiny.clip, PROMPT, "dog", foreign, "0:1", 1.0)
-    assert "SD2ClipModel" in e.value.problem
-    with pytest.raises(err) as e:
-        mods.app.ApplyDirections.execute(positive, tiny.clip, "another prompt entirely " * 10, "prompt", foreign,
-                                         "0:1", 1.0)
-    assert e.value.input_name in ("prompt", "directions")
+    err = failure("ELRONDApplyDirections", **apply, directions=foreign)
+    assert "SD2ClipModel" in err.message
+    err = failure("ELRONDApplyDirections", **{**apply, "prompt": "another prompt entirely " * 10}, directions=foreign)
+    assert input_of(err) in ("conditioning", "directions")  # another prompt than the conditioning's
     from . import tiny_models
 
     broken = tiny_models.build_model(seed=12)
     with torch.no_grad():
         next(broken.model.diffusion_model.parameters()).view(-1)[0] = float("nan")
-    with pytest.raises(err) as e:
-        mods.col.CollectGradients.execute(**{**args, "model": broken, "latents": {"samples": torch.randn(3, 4, 8, 8)},
-                                             "pairs": 2})
-    assert e.value.input_name == "model" and "NaN" in e.value.problem
+    err = failure("ELRONDCollectGradients", **{**args, "model": broken,
+                                               "latents": {"samples": torch.randn(3, 4, 8, 8)}, "pairs": 2})
+    assert input_of(err) == "model" and "NaN" in err.message
 
 
 def test_save_and_load_directions_nodes(collected, mods, tmp_path, monkeypatch):
     import folder_paths
 
     _, (grads, _, _) = collected
-    dirs = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 2, 2.5, 32, 20, 3e-5, 0))[0]
+    dirs = decompose(grads, n=2)[0]
     exts = folder_paths.folder_names_and_paths["elrond"][1]
     monkeypatch.setitem(folder_paths.folder_names_and_paths, "elrond", ([str(tmp_path)], exts))
-    name = _out(mods.fil.SaveDirections.execute(dirs, "dog dirs"))[0]
+    name = run_node("ELRONDSaveDirections", directions=dirs, filename_prefix="dog dirs")[0]
     assert name == "dog dirs_00001.safetensors"
-    back = _out(mods.fil.LoadDirections.execute(name))[0]
+    back = run_node("ELRONDLoadDirections", file=name)[0]
     assert torch.equal(back.components, dirs.components) and back.space == dirs.space
-    with pytest.raises(mods.err.InputError) as e:
-        mods.fil.LoadDirections.execute("missing.safetensors")
-    assert e.value.node == mods.fil.LoadDirections.NAME and e.value.input_name == "file"
+    err = failure("ELRONDLoadDirections", file="missing.safetensors")
+    assert "ELROND Load Directions" in err.message and input_of(err) == "file"
 
 
 def test_collect_node_clip_image_loss_space(tiny, collected, mods):
     args, (latent_grads, latents, _) = collected
-    node = mods.col.CollectGradients
     clip_args = {**args, "loss_space": "clip image", "latents": latents, "vae": tiny.vae}
-    grads, _, info = _out(node.execute(**clip_args, clip_vision=tiny.clip_vision))
+    grads, _, info = run_node("ELRONDCollectGradients", outputs=3, **clip_args, clip_vision=tiny.clip_vision)
     assert grads.vectors.shape == latent_grads.vectors.shape and torch.equal(grads.pairs, latent_grads.pairs)
     assert bool(torch.isfinite(grads.vectors).all()) and bool(torch.isfinite(grads.losses).all())
     assert torch.allclose(grads.vectors.norm(dim=1), torch.ones(8))  # normalised: no zero gradient among them
@@ -225,12 +233,54 @@ def test_collect_node_clip_image_loss_space(tiny, collected, mods):
     assert "clip image loss" in info
     cos = torch.nn.functional.cosine_similarity(grads.vectors, latent_grads.vectors)
     assert float(cos.abs().max()) < 0.99  # a different loss gives different gradients
-    dirs = _out(mods.dec.Decompose.execute(grads, "PCA (top n)", 2, 2.5, 32, 20, 3e-5, 0))[0]
+    dirs = decompose(grads, n=2)[0]
     assert dirs.n_components == 2 and dirs.source["loss_space"] == "clip image"  # provenance for the file
-    err = mods.err.InputError
-    with pytest.raises(err) as e:
-        node.execute(**{**clip_args, "vae": None}, clip_vision=tiny.clip_vision)
-    assert e.value.node == node.NAME and e.value.input_name == "vae" and "latent" in e.value.fix
-    with pytest.raises(err) as e:
-        node.execute(**clip_args)
-    assert e.value.node == node.NAME and e.value.input_name == "clip_vision" and "CLIP_VISION" in e.value.fix
+    no_vae = {k: v for k, v in clip_args.items() if k != "vae"}
+    err = failure("ELRONDCollectGradients", **no_vae, clip_vision=tiny.clip_vision)
+    assert "ELROND Collect Gradients" in err.message and input_of(err) == "vae" and "latent" in err.message
+    err = failure("ELRONDCollectGradients", **clip_args)
+    assert input_of(err) == "clip_vision" and "CLIP_VISION" in err.message
+
+
+def test_collect_gradients_go_through_the_guided_x0_at_cfg(tiny, mods):
+    """Issue 24.4: at cfg 7.5 the gradient is that of ||x̂0_guided - z_B||², x̂0_guided = x̂0_u + 7.5 (x̂0_c - x̂0_u)
+    (the authors' guided path), w.r.t. the cond rows only; checked against float64 central differences of a
+    direct implementation of that loss, and recorded in the provenance."""
+    from . import tiny_models
+
+    model = tiny_models.build_model(seed=11)
+    dm = model.model.diffusion_model
+    dm.to(torch.float64)
+    dm.dtype = torch.float64  # FD in float64 around the float32 CONDITIONING
+    latents = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    cfg, seed = 7.5, 5
+    grads = run_node("ELRONDCollectGradients", model=model, clip=tiny.clip, prompt=PROMPT, word="sliderspace",
+                     negative="", images=4, pairs=4, seed=seed, steps=3, cfg=cfg, sampler_name="euler",
+                     scheduler="normal", width=64, height=64, step=1, normalize=False, remove_common=False,
+                     batch_size=2, gradient_checkpointing=False, loss_space="latent", latents={"samples": latents})[0]
+    base = model.model
+    cond = mods.smp.encode_text(tiny.clip, PROMPT)[0][0].double()
+    uncond = mods.smp.encode_text(tiny.clip, "")[0][0].double()
+    rows = grads.token_rows
+    v = torch.randn(cond.shape[-1], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    z = base.process_latent_in(latents.double())
+    sigma = torch.tensor([grads.sigma], dtype=torch.float64)
+
+    def guided_loss(p: int, t: float) -> float:
+        a, b = grads.pairs[p].tolist()
+        noise = mods.gr.pair_noise(latents.shape[1:], seed, p).double()[None]
+        x_t = base.model_sampling.noise_scaling(sigma, noise, z[a:a + 1], False)
+        with torch.no_grad():
+            c = base.apply_model(x_t, sigma, c_crossattn=mods.ed.add_to_rows(cond, rows, t * v)).double()
+            u = base.apply_model(x_t, sigma, c_crossattn=uncond).double()
+        return float((u + cfg * (c - u) - z[b:b + 1]).square().mean())
+
+    eps = 1e-2
+    fd = torch.tensor([(guided_loss(p, eps) - guided_loss(p, -eps)) / (2 * eps) for p in range(4)],
+                      dtype=torch.float64)
+    analytic = grads.vectors.double() @ v
+    rel = float((analytic - fd).abs().max() / fd.abs().max())
+    print(f"\n[ELROND guided FD] rel. error {rel:.2e} (max |dL/dt| {float(fd.abs().max()):.3g})")
+    assert rel <= 1e-2, (analytic, fd)
+    assert grads.config["cfg"] == cfg and "guided" in grads.config["x0"]
+    assert decompose(grads, n=2)[0].source["cfg"] == cfg  # travels into the directions' file

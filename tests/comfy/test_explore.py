@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from .executor import PromptInvalid, run_node
 from .test_discovery import SIZE, _out, _raises
 
 STEPS = 3
@@ -26,11 +27,11 @@ def conds(comfy, tiny):
         return C["CLIPTextEncode"]().encode(tiny.clip, "a dog")[0], C["CLIPTextEncode"]().encode(tiny.clip, "")[0]
 
 
-def grid(comfy, tiny, bank, sliders="0,1,2", scales="-1, 0, 1", start=0.0, model=None):
+def grid(comfy, tiny, bank, sliders="0,1,2", scales="-1, 0, 1", start=0.0, model=None, **extra):
     pos, neg = conds(comfy, tiny)
-    with torch.inference_mode():
-        return _out(explore().SliderGrid.execute(model or tiny.model, tiny.vae, bank, pos, neg, sliders, scales, SEED,
-                                                 STEPS, 5.0, "euler", "normal", SIZE, SIZE, start))
+    return run_node("SliderSpaceSliderGrid", outputs=2, model=model or tiny.model, vae=tiny.vae, bank=bank,
+                    positive=pos, negative=neg, sliders=sliders, scales=scales, seed=SEED, steps=STEPS, cfg=5.0,
+                    sampler_name="euler", scheduler="normal", width=SIZE, height=SIZE, start_percent=start, **extra)
 
 
 def plain_image(comfy, tiny):
@@ -104,7 +105,8 @@ def test_grid_reports_progress_per_step_and_honours_interrupt(comfy, tiny, bank)
 def test_grid_errors_name_node_and_input(comfy, tiny, bank):
     _raises(lambda: grid(comfy, tiny, bank, sliders="0, 5"), GRID, "sliders")
     _raises(lambda: grid(comfy, tiny, bank, scales="1, big"), GRID, "scales")
-    _raises(lambda: grid(comfy, tiny, bank, start=1.5), GRID, "start_percent")
+    with pytest.raises(PromptInvalid):  # a server refuses it before the node runs (the schema's max is 1)
+        grid(comfy, tiny, bank, start=1.5)
     other = copy.copy(bank)
     other.meta = copy.copy(bank.meta)
     other.meta.family = "SDXL"
@@ -143,3 +145,11 @@ def test_diversity_score(comfy, tiny, grid_out):
     name = "SliderSpace Diversity Score"
     _raises(lambda: node.execute(cells[:1], 4, clip_vision=tiny.clip_vision), name, "images")
     _raises(lambda: node.execute(cells, 4), name, "clip_vision")
+
+
+def test_grid_end_percent_switches_the_sliders_off_as_apply_does(comfy, tiny, bank):
+    _, full = grid(comfy, tiny, bank, sliders="0", scales="0, 2")
+    _, early = grid(comfy, tiny, bank, sliders="0", scales="0, 2", end_percent=0.5)
+    assert torch.equal(full[0], early[0])  # the plain column
+    assert not torch.equal(full[1], early[1])  # the slider stops half-way
+    assert not torch.equal(early[1], early[0])  # ... after acting in the first half

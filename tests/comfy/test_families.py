@@ -239,7 +239,7 @@ def test_export_loads_with_no_key_lost_and_equals_apply(comfy, chain, folders):
 # ------------------------------------------------------------------------- distilled few-step settings
 
 FEW_STEPS = 4
-ON_STEPS = {  # README "what start_percent means at 4 steps": steps (0 = noisiest) with sliders on
+ON_STEPS = {  # docs/families.md, "start_percent at 4 steps": steps (0 = noisiest) with sliders on
     # family group: scheduler → {start_percent: on steps}
     "eps": {"normal": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
             "simple": {0.0: [0, 1, 2, 3], 0.25: [1, 2, 3], 0.5: [2, 3]},
@@ -382,7 +382,7 @@ def test_training_on_fp8_base_weights_works_and_leaves_them_untouched(comfy, cha
 
 def test_gpu_benchmark_script_runs_its_dry_run(comfy):
     """benchmarks/gpu_families.py on tiny shapes, CPU: the same node chain the GPU run times (no GPU here)."""
-    from ...benchmarks import gpu_families
+    gpu_families = pack_module("benchmarks.gpu_families")  # as ComfyUI loaded the pack, whatever the folder's name
 
     report = gpu_families.run("flux", dry_run=True)
     assert report["dry_run"] and report["device"] == "cpu" and report["settings"]["weights"] == "fp8"

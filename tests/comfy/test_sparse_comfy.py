@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from .executor import run_node
 from .test_discovery import SIZE, _out, _raises
 
 STEPS = 5
 
 
 def sparse(comfy, model, bank, seed=10, k=2, start=0.0, batch=1, dist="fixed", sign=True):
-    node = comfy["classes"]["SliderSpaceRandomSparseSliders"]
-    with torch.inference_mode():
-        return _out(node.execute(model, bank, seed, k, dist, 1.5, 0.5, sign, start, 1.0, batch))
+    return run_node("SliderSpaceRandomSparseSliders", outputs=2, model=model, bank=bank, seed=seed, k=k,
+                    distribution=dist, scale=1.5, min_scale=0.5, random_sign=sign, start_percent=start,
+                    end_percent=1.0, batch_size=batch)  # through ComfyUI's executor, as a server runs it
 
 
 def run(comfy, tiny, model, noise):

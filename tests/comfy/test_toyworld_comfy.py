@@ -142,6 +142,7 @@ def test_sae_capture_and_steer_reach_toyworlds_blocks(comfy, world, tmp_path, mo
     concept maps and spatial masks of every UNet block below the first level were refused."""
     import folder_paths
 
+    from .executor import run_node
     from .host import pack_module
 
     topk, sae_mod = pack_module("sliderspace_core.decompose.topk_sae"), pack_module("sliderspace_core.concepts.sae")
@@ -150,10 +151,10 @@ def test_sae_capture_and_steer_reach_toyworlds_blocks(comfy, world, tmp_path, mo
     model, clip, vae, _ = world
     pos, neg = _encode(comfy, clip, "a circle"), _encode(comfy, clip, "")
     block, steps = "input_blocks.5.1", 4
-    with torch.inference_mode():
-        acts = _out(C["SliderSpaceSAECollectActivations"].execute(
-            model, pos, neg, block, "cond", 0.0, 1.0, 2, 0, steps, CFG, "euler", "karras", 32, 32, 0, "float32",
-            "tw"))[0]
+    sampling = dict(steps=steps, cfg=CFG, sampler_name="euler", scheduler="karras", width=32, height=32)
+    acts = run_node("SliderSpaceSAECollectActivations", model=model, positive=pos, negative=neg, block=block,
+                    capture="cond", start_percent=0.0, end_percent=1.0, samples=2, seed=0, spatial_subsample=0,
+                    store_dtype="float32", name="tw", **sampling)[0]
     assert (acts.height, acts.width, acts.d) == (8, 8, 64) and acts.rows == 2 * steps * 64
     assert float(torch.cat(list(acts)).abs().max()) > 0
 
@@ -165,15 +166,14 @@ def test_sae_capture_and_steer_reach_toyworlds_blocks(comfy, world, tmp_path, mo
         with torch.inference_mode():
             return C["KSampler"]().sample(m, 3, steps, CFG, "euler", "karras", pos, neg, latent)[0]["samples"]
 
-    with torch.inference_mode():
-        steered = _out(C["SliderSpaceSAESteer"].execute(model, csae, "5:8", "global", "cond", "absolute", 0.0, 1.0,
-                                                        True, None))[0]
-        mask = torch.zeros(1, 32, 32)
-        mask[:, :16, :16] = 1.0
-        spatial = _out(C["SliderSpaceSAESteer"].execute(model, csae, "5:8", "spatial", "cond", "absolute", 0.0, 1.0,
-                                                        True, mask))[0]
-        maps, text = _out(C["SliderSpaceSAEConceptMap"].execute(model, csae, pos, neg, 3, steps, CFG, "euler",
-                                                                "karras", 32, 32, 0, 4, "", vae))
+    steer = dict(sae=csae, features="5:8", apply_to="cond", scale="absolute", start_percent=0.0, end_percent=1.0,
+                 suppress_outside=True)
+    steered = run_node("SliderSpaceSAESteer", model=model, mode="global", **steer)[0]
+    mask = torch.zeros(1, 32, 32)
+    mask[:, :16, :16] = 1.0
+    spatial = run_node("SliderSpaceSAESteer", model=model, mode="spatial", mask=mask, **steer)[0]
+    maps, text = run_node("SliderSpaceSAEConceptMap", 2, model=model, sae=csae, positive=pos, negative=neg, seed=3,
+                          step=0, top=4, vae=vae, **sampling)
     vanilla = run(model)
     assert (run(steered) - vanilla).abs().max() > 1e-3
     assert (run(spatial) - vanilla).abs().max() > 1e-3  # the mask is resized to the block's 8×8 grid

@@ -251,7 +251,7 @@ def test_density_directions_rule(trained):
 
 def test_presets_and_bad_config():
     assert (ELROND_PRESET.expansion, ELROND_PRESET.k, ELROND_PRESET.lr, ELROND_PRESET.warmup_steps,
-            ELROND_PRESET.epochs, ELROND_PRESET.batch_size, ELROND_PRESET.auxk) == (1.0, 32, 3e-5, 1000, 20, 512, None)
+            ELROND_PRESET.epochs, ELROND_PRESET.batch_size, ELROND_PRESET.auxk) == (1.0, 32, 3e-3, 0, 20, 512, None)
     assert SAE_CONCEPTS_PRESET.width(1280) == 5120 and SAE_CONCEPTS_PRESET.auxk == 256
     assert SAE_CONCEPTS_PRESET.batch_size == 4096 and SAE_CONCEPTS_PRESET.epochs == 1
     assert TopKSAEConfig.from_json(SAE_CONCEPTS_PRESET.to_json()) == SAE_CONCEPTS_PRESET

@@ -60,6 +60,8 @@ class Server:
         status, body = self.post("/prompt", {"prompt": prompt, "client_id": "sliderspace-tests"})
         if status != 200:
             raise AssertionError(f"/prompt answered {status}: {json.dumps(body)[:2000]}")
+        if body.get("node_errors"):  # ComfyUI still queues the outputs that validated and drops the rest
+            raise AssertionError(f"/prompt refused nodes: {json.dumps(body['node_errors'])[:2000]}")
         pid, end = body["prompt_id"], time.monotonic() + timeout
         while time.monotonic() < end:
             _, hist = self.get(f"/history/{pid}")
