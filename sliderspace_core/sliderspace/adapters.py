@@ -5,9 +5,11 @@ input ``x_b`` the output gains ``scale[b]·(alpha/r)·up[sel[b]] @ down[sel[b]] 
 delta of :class:`~sliderspace_core.sliderspace.bank.Slider`, applied in activation space so every item can differ.
 Hooks are attached only for the duration of a ``with adapters.attached(modules):`` block.
 
-Initialisation (the reference's): ``up`` is a random orthonormal column (``rank`` columns) per slider and module
-and stays FROZEN; only ``down`` trains. A slider therefore acts from its first step, so ``1 − cos(Δφ, v)`` never
-sees a vanishing Δφ (a zero ``up`` makes the first gradient ~1/‖Δφ‖, which floods Adam's second moment).
+Initialisation, two kinds (``TrainConfig.init``): ``zero_up`` (default) — ``up`` starts at 0 and trains with
+``down``, so a new slider does nothing; its first Δφ ≈ 0 would make the first gradient of ``1 − cos`` ~1/‖Δφ‖ and
+flood Adam's second moment, so training guards the cosine at tiny ‖Δφ‖. ``reference`` (the authors' code) —
+``up`` a random orthonormal column (``rank`` columns) per slider and module, FROZEN; only ``down`` trains, so the
+slider acts from step 1. Side by side on ToyWorld the default was better (see ``TrainConfig.init``).
 """
 
 from __future__ import annotations
@@ -37,9 +39,8 @@ class SliderAdapters(nn.Module):
     """``n`` sliders over the same target modules (``down`` trainable, ``up`` frozen), with per-item selection."""
 
     def __init__(self, shapes: dict[str, tuple[int, int]], n_sliders: int, rank: int = 1, alpha: float = 1.0,
-                 seed: int = 0, frozen_up: bool = True) -> None:
-        """``frozen_up`` True: the reference's init (above). False: the earlier init, kept to compare: ``up`` starts
-        at 0 and trains with ``down``, so a new slider does nothing (train it with a guarded cosine)."""
+                 seed: int = 0, frozen_up: bool = False) -> None:
+        """``frozen_up`` False: the ``zero_up`` init (above, the default); True: the ``reference`` init."""
         super().__init__()
         self.names = sorted(shapes)
         self.rank, self.alpha, self.n_sliders = rank, float(alpha), n_sliders

@@ -67,7 +67,7 @@ def test_batched_step_equals_one_pass_per_slider():
 
 
 def test_gradients_reach_every_adapter_and_nothing_else():
-    host, adapters, trainer, _ = setup(sliders_per_step=2, iterations=1)
+    host, adapters, trainer, _ = setup(sliders_per_step=2, iterations=1, init="reference")
     with adapters.attached(host.targets()):
         sel, x0, sig, noise = trainer.draw()
         trainer.opt.zero_grad()
@@ -180,8 +180,9 @@ def test_slider_adamw_is_torch_adamw_per_slider():
 
 
 def test_a_trained_bank_keeps_its_frozen_up_and_round_trips_to_file_and_lora(tmp_path):
-    """The bank stores both factors: the frozen orthonormal ``up`` and the trained ``down``. It saves and loads
-    losslessly, and exports to stock LoRA keys (up, down, alpha per module, none lost) with the same ΔW."""
+    """``init="reference"``: the bank stores both factors, the frozen orthonormal ``up`` and the trained ``down``.
+    It saves and loads losslessly, and exports to stock LoRA keys (up, down, alpha per module, none lost) with the
+    same ΔW."""
     from sliderspace_core.sliderspace.bank import BankMeta, load_bank, save_bank
     from sliderspace_core.sliderspace.export import bank_to_lora
     from sliderspace_core.sliderspace.training import train_bank
@@ -189,10 +190,11 @@ def test_a_trained_bank_keeps_its_frozen_up_and_round_trips_to_file_and_lora(tmp
     host, _, trainer, _ = setup(n_sliders=3)
     latents = trainer.latents
     basis = fit_pca(embed(host, latents).detach(), 3)
-    cfg = TrainConfig(iterations=6, sliders_per_step=2, lr=2e-2)
+    cfg = TrainConfig(iterations=6, sliders_per_step=2, lr=2e-2, init="reference")
     bank, _ = train_bank(host, host.targets(), basis, 3, latents, torch.linspace(0.2, 2.0, 8), cfg,
                          BankMeta(family="toy"))
-    init = SliderAdapters({n: (m.out_features, m.in_features) for n, m in host.targets().items()}, 3, seed=0)
+    shapes = {n: (m.out_features, m.in_features) for n, m in host.targets().items()}
+    init = SliderAdapters(shapes, 3, seed=0, frozen_up=True)
     for i, s in enumerate(bank.sliders):
         for m in bank.modules:
             assert torch.equal(s.up[m], init.up[m.replace(".", "__")][i])       # up: frozen at its init
