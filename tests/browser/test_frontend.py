@@ -65,9 +65,15 @@ def test_example_workflow_loads_cleanly(report, name):
     assert not errors, errors
 
 
-STAGED = ["sliderspace_discover_sdxl.json", "sliderspace_discover_flux.json", "sliderspace_apply_sdxl.json",
-          "sliderspace_apply_flux.json", "elrond_directions_sdxl.json", "sae_concepts_sdxl.json"]
-"""The family templates, laid out by stage (tests/browser/layout.mjs)."""
+UNSTAGED = {"toyworld_sliders.json"}
+"""Exempt for now: the ToyWorld template keeps its hand-placed layout (another change is rebuilding its graph)."""
+STAGED = [p.name for p in example_workflows() if p.name not in UNSTAGED]
+"""Every other template is laid out by stage (tests/browser/layout.mjs): SD1.5, SDXL and FLUX alike."""
+
+
+def test_the_staged_templates_are_all_of_them_but_toyworld():
+    assert len(STAGED) >= 12 and {"sliderspace_discover.json", "sae_concepts.json",
+                                  "sliderspace_discover_flux.json"} <= set(STAGED)
 
 
 def overlaps(boxes: list[dict]) -> list[str]:
@@ -83,7 +89,7 @@ def overlaps(boxes: list[dict]) -> list[str]:
 
 
 @pytest.mark.parametrize("name", STAGED)
-def test_family_template_is_readable(report, name):
+def test_template_is_readable(report, name):
     facts = report["workflows"][name]
     assert not overlaps(facts["rects"]), f"{name}: overlapping nodes {overlaps(facts['rects'])}"
     assert len(facts["groups"]) >= 4 and not overlaps(facts["groups"]), facts["groups"]
