@@ -183,3 +183,11 @@ def test_after_a_run_the_widget_shows_the_bank_the_node_got(report):
     assert t["after_run"]["typed"] == ["wider", ""]
     assert t["after_run_sent"]["labels"] == "0: wider"
     assert len(t["recounted"]["values"]) == 5
+
+
+def test_labels_typed_in_an_earlier_version_become_the_nodes_labels(report):
+    w = report["widget"]
+    assert w["legacy"]["typed"] == ["", "older (typed in 0.1.0)", "", ""]
+    assert w["legacy_sent"]["labels"] == "1: older (typed in 0.1.0)"
+    assert w["legacy_sent"]["scales"] == "0:1.5"  # the saved widget values land where they were saved
+    assert "labels" not in (w["legacy_sent"]["workflowProps"] or {})

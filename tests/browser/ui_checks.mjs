@@ -206,6 +206,17 @@ try {
   await setTrain(5); // the report was about 2 sliders; another count means another bank
   await count(5);
   t.recounted = await sliderState(page);
+
+  // 5. A workflow saved by 0.1.0, whose widget kept typed labels only in the node's properties: on opening,
+  // they become the node's `labels` (so they reach the bank); the saved widget values stay where they were.
+  const old = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "..", "legacy_workflows", "0.1.0", "ui",
+    "sliderspace_apply.json"), "utf8"));
+  const oldApply = old.nodes.find((n) => n.type === "SliderSpaceApplySliderBank");
+  oldApply.properties.sliderspace = { bank: null, values: [], labels: ["", "older (typed in 0.1.0)"] };
+  await loadWorkflow(page, old);
+  await count(4);
+  w.legacy = await sliderState(page);
+  w.legacy_sent = await scalesSent(page);
   w.console_errors = log.filter((e) => /sliderspace/i.test(e));
 } finally {
   await browser.close();
