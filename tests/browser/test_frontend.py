@@ -191,3 +191,11 @@ def test_labels_typed_in_an_earlier_version_become_the_nodes_labels(report):
     assert w["legacy_sent"]["labels"] == "1: older (typed in 0.1.0)"
     assert w["legacy_sent"]["scales"] == "0:1.5"  # the saved widget values land where they were saved
     assert "labels" not in (w["legacy_sent"]["workflowProps"] or {})
+
+
+def test_label_bank_labels_show_through_the_widget(report, bank_info):
+    """Load Slider Bank → Label Bank → Apply: the widget shows the bank's labels with Label Bank's laid over."""
+    want = list(bank_info["labels"])
+    want[2] = "from Label Bank"
+    assert report["widget"]["label_bank"]["labels"] == want
+    assert report["widget"]["label_bank"]["typed"] == [""] * 4

@@ -207,6 +207,23 @@ try {
   await count(5);
   t.recounted = await sliderState(page);
 
+  // Label Bank between the bank and Apply: its labels are laid over the bank's own (the grey placeholders).
+  await loadWorkflow(page, JSON.parse(fs.readFileSync(applyFile, "utf8")));
+  await page.evaluate(() => {
+    const { app, LiteGraph } = window;
+    const find = (type) => app.graph.nodes.find((n) => n.type === type);
+    const lb = LiteGraph.createNode("SliderSpaceLabelBank");
+    app.graph.add(lb);
+    lb.widgets.find((x) => x.name === "labels").value = "2: from Label Bank";
+    const apply = find("SliderSpaceApplySliderBank");
+    find("SliderSpaceLoadSliderBank").connect(0, lb, lb.findInputSlot("bank"));
+    lb.connect(0, apply, apply.findInputSlot("bank"));
+  });
+  await focusApply(page);
+  await page.waitForFunction(() => document.querySelectorAll(".sliderspace-label")[2]?.placeholder === "from Label Bank",
+    null, { timeout: 10000 }).catch(() => {});
+  w.label_bank = await sliderState(page);
+
   // 5. A workflow saved by 0.1.0, whose widget kept typed labels only in the node's properties: on opening,
   // they become the node's `labels` (so they reach the bank); the saved widget values stay where they were.
   const old = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "..", "legacy_workflows", "0.1.0", "ui",
