@@ -15,10 +15,11 @@ scale 1, start_percent 0, batch item j seeded EVAL_SEED0 + j: the subsets the co
 
 Where the node chain itself differs from the core pipeline (what these rows exist to expose):
 - PCA Decompose fits every trajectory's x̂0; the core fit leaves out the last ~20 % (they only score alignment);
-- Train Sliders re-noises to the MODEL's 30-step ``normal`` schedule, the core ToyWorld host to its 16 Karras
-  sigmas (both train at the discovery's guidance: Train Sliders' ``cfg`` with the empty negative);
 - the Trajectory Sampler's seed-s noise starts at noise·√(1+σ_max²) (ComfyUI), the core's at noise·σ_max
   (a factor 1 + 1/(2σ_max²)).
+Training itself no longer differs: Train Sliders re-noises to the trajectories' own schedule (ComfyUI's
+``karras``, 16 steps) as the core host does to its 16 Karras sigmas, and both train at the discovery's guidance
+(Train Sliders' ``cfg`` with the empty negative).
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ class ComfyBackend:
         """``objects``: ``(model, clip, vae, clip_vision)`` already loaded (tests); else from the files."""
         boot_comfy(device)
         self.cfg = cfg
+        self.renoise_schedule = f"{cfg.scheduler} {cfg.steps}"
         if objects is None:
             objects = self._load(cfg)
         self.model, self.clip, self.vae, clip_vision = objects
@@ -133,7 +134,8 @@ class ComfyBackend:
         out: dict = {}
         with torch.inference_mode(False), torch.enable_grad():
             latents_vae = finals.float().clone()
-            sigmas = autograd.schedule_sigmas(self.model)
+            # as Train Sliders: re-noise to the trajectories' own schedule (the run's sampler, scheduler, steps)
+            sigmas = autograd.schedule_sigmas(self.model, self.cfg.steps, self.cfg.scheduler, self.cfg.sampler)
 
             def run(host, latents_model):
                 with autograd.frozen(diffusion):

@@ -38,6 +38,8 @@ class Backend(Protocol):
     """What the stages need from a model host (``toy.ToyBackend``, ``comfy_backend.ComfyBackend``)."""
 
     encoder_id: str
+    renoise_schedule: str
+    """``"<scheduler> <steps>"`` training re-noises to (the trajectories' own sampling schedule)."""
 
     def sample_chunk(self, ids: list[int]) -> torch.Tensor: ...
 
@@ -180,7 +182,7 @@ def train(cfg: RunConfig, dist: Dist, run: RunDir, backend: Backend, finals: tor
                      + (f", loss {sum(mine) / len(mine):.3f}" if mine else "") + f", about {eta:.0f}s left")
 
     extra = {"headless": {**cfg.settings(DISCOVER_FIELDS), **cfg.settings(TRAIN_FIELDS)},
-             "targets": cfg.targets, "target_pattern": cfg.target_pattern}
+             "targets": cfg.targets, "target_pattern": cfg.target_pattern, "renoise_schedule": backend.renoise_schedule}
 
     def fit(host, modules, latents, sigmas):
         return train_bank(host, modules, basis, cfg.n_sliders, latents, sigmas, tcfg, backend.meta(modules),

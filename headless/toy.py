@@ -28,6 +28,7 @@ class ToyBackend:
         if len(cfg.prompts) != 1:
             raise SystemExit("ToyWorld samples one prompt per run; pass a single --prompts.")
         self.cfg = cfg
+        self.renoise_schedule = f"karras {cfg.steps}"  # ToyWorld samples Euler on Karras sigmas
         self.host = build_host(cfg.prompts[0], cfg.cfg)  # CPU: ToyWorld is small, its host is CPU-only
         self.device = torch.device("cpu")
         self.keep = select_steps(cfg.steps, cfg.keep_steps, cfg.keep_every)
@@ -47,7 +48,8 @@ class ToyBackend:
 
     def train(self, fn: Callable[[object, dict[str, nn.Module], torch.Tensor, torch.Tensor], T],
               finals: torch.Tensor) -> T:
-        """``fn(host, modules, latents, sigmas)`` with the targets and the schedule training re-noises to."""
+        """``fn(host, modules, latents, sigmas)`` with the targets and the schedule training re-noises to: the
+        trajectories' own (ToyWorld samples Euler on Karras sigmas, whatever the run's scheduler says)."""
         sigmas = karras_sigmas(self.cfg.steps)[:-1]
         return fn(self.host, self.host.targets(self.cfg.targets), finals.float().to(self.device), sigmas)
 

@@ -204,7 +204,29 @@ def run_in_comfy(model, positive: list, latents_vae: torch.Tensor, vae, encoder,
     guider.sample(noise, latents_vae, _LoopSampler(run, vae, encoder), sigmas, seed=0, disable_pbar=True)
 
 
-def schedule_sigmas(model, steps: int = 30) -> torch.Tensor:
-    """Sigmas of a ``normal`` schedule without the final 0: where training re-noises to."""
-    ms = model.get_model_object("model_sampling")
-    return comfy.samplers.calculate_sigmas(ms, "normal", steps)[:-1].float().cpu()
+def schedule_sigmas(model, steps: int = 30, scheduler: str = "normal", sampler: str | None = None) -> torch.Tensor:
+    """The sigmas a KSampler with ``sampler``/``scheduler``/``steps`` visits on ``model``, without the final 0:
+    where training re-noises to (the sampler matters only for those that drop the penultimate sigma)."""
+    ks = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler, scheduler=scheduler,
+                                 denoise=1.0, model_options=model.model_options)
+    return ks.sigmas[:-1].float().cpu()
+
+
+FROM_TRAJECTORIES = "from trajectories"
+"""Train Sliders' ``renoise_scheduler`` / ``renoise_steps`` 0: re-noise to the trajectories' own schedule."""
+FALLBACK_SCHEDULE = ("normal", 30)
+"""Where training re-noises when the trajectories do not record how they were sampled."""
+
+
+def renoise_schedule(traj_config: dict, total_steps: object, scheduler: str = FROM_TRAJECTORIES,
+                     steps: int = 0) -> tuple[str, int, str | None]:
+    """``(scheduler, steps, sampler)`` training re-noises to: SliderSpace re-noises a stored sample to a step of the
+    schedule the model samples with, so by default the trajectories' own scheduler, step count and sampler;
+    ``scheduler`` / ``steps`` (non-zero) override either; :data:`FALLBACK_SCHEDULE` where the trajectories do not
+    say. The sampler is kept only while both come from the trajectories (it can drop a sigma of their schedule)."""
+    own_scheduler, own_steps = traj_config.get("scheduler"), total_steps
+    if own_scheduler not in comfy.samplers.KSampler.SCHEDULERS or not isinstance(own_steps, int) or own_steps < 1:
+        own_scheduler, own_steps = FALLBACK_SCHEDULE
+    picked = (own_scheduler if scheduler == FROM_TRAJECTORIES else scheduler, steps or own_steps)
+    sampler = traj_config.get("sampler") if picked == (traj_config.get("scheduler"), total_steps) else None
+    return picked[0], picked[1], sampler if sampler in comfy.samplers.KSampler.SAMPLERS else None

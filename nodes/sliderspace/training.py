@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import comfy.samplers
 import torch
 from comfy_api.latest import io
 
@@ -10,7 +11,15 @@ from ...sliderspace_core.common.errors import InputError
 from ...sliderspace_core.sliderspace.bank import BankMeta
 from ...sliderspace_core.sliderspace.training import TrainConfig, train_bank
 from .. import sockets as S
-from ..glue.autograd import checkpointed_blocks, cloned_norm_inputs, frozen, run_in_comfy, schedule_sigmas
+from ..glue.autograd import (
+    FROM_TRAJECTORIES,
+    checkpointed_blocks,
+    cloned_norm_inputs,
+    frozen,
+    renoise_schedule,
+    run_in_comfy,
+    schedule_sigmas,
+)
 from ..glue.encoders import pick_encoder
 from ..glue.family import AUTO, TARGET_PRESETS, latent_facts, model_facts, model_family, resolve_preset, target_modules
 from ..glue.ui import Progress, node_errors
@@ -65,6 +74,13 @@ class TrainSliders(io.ComfyNode):
                 io.Conditioning.Input("negative", optional=True,
                                       tooltip="Needed when cfg is not 1: the negative prompt you sample with "
                                               "(CLIP Text Encode; an empty prompt is the usual)."),
+                io.Combo.Input("renoise_scheduler", options=[FROM_TRAJECTORIES, *comfy.samplers.KSampler.SCHEDULERS],
+                               default=FROM_TRAJECTORIES, optional=True,
+                               tooltip="Where training re-noises its samples to. 'from trajectories' (SliderSpace's "
+                                       "rule): the steps the trajectories were sampled at, e.g. exactly the 4 of a "
+                                       "4-step distilled model. Another scheduler overrides it."),
+                io.Int.Input("renoise_steps", default=0, min=0, max=10000, optional=True,
+                             tooltip="Steps of the re-noising schedule; 0: the trajectories' step count."),
             ],
             outputs=[S.Bank.Output(display_name="bank"), io.Image.Output(display_name="loss_curve")],
         )
@@ -72,7 +88,8 @@ class TrainSliders(io.ComfyNode):
     @classmethod
     def execute(cls, model, vae, positive, basis, trajectories, n_sliders, iterations, learning_rate, rank,
                 targets, target_pattern, sliders_per_step, seed, bidirectional, gradient_checkpointing,
-                cfg=1.0, clip_vision=None, encoder=None, negative=None) -> io.NodeOutput:
+                cfg=1.0, clip_vision=None, encoder=None, negative=None, renoise_scheduler=FROM_TRAJECTORIES,
+                renoise_steps=0) -> io.NodeOutput:
         with node_errors(cls.NAME):
             enc = cls._encoder(clip_vision, encoder, basis)
             facts = latent_facts(model)
@@ -87,8 +104,10 @@ class TrainSliders(io.ComfyNode):
             tcfg = TrainConfig(iterations=iterations, lr=learning_rate, rank=rank,
                                sliders_per_step=sliders_per_step, seed=seed % 2**63,
                                bidirectional=bidirectional, checkpointing=gradient_checkpointing)
+            schedule = renoise_schedule(trajectories.config, trajectories.total_steps, renoise_scheduler,
+                                        renoise_steps)
             bank, losses = cls._train(model, vae, enc, positive, basis, trajectories, n_sliders, tcfg,
-                                      targets, target_pattern, (negative, float(cfg)))
+                                      targets, target_pattern, (negative, float(cfg)), schedule)
         return io.NodeOutput(bank, loss_plot(losses))
 
     @staticmethod
@@ -100,7 +119,9 @@ class TrainSliders(io.ComfyNode):
         return enc
 
     @staticmethod
-    def _train(model, vae, enc, positive, basis, traj, n_sliders, train_cfg, targets, pattern, guidance=(None, 1.0)):
+    def _train(model, vae, enc, positive, basis, traj, n_sliders, train_cfg, targets, pattern, guidance=(None, 1.0),
+               schedule=None):
+        """``schedule``: ``(scheduler, steps, sampler)`` training re-noises to (default: the trajectories' own)."""
         diffusion = model.model.diffusion_model
         family = model_family(model)
         modules = target_modules(diffusion, targets, pattern, family)
@@ -116,11 +137,13 @@ class TrainSliders(io.ComfyNode):
         out: dict = {}
         with torch.inference_mode(False), torch.enable_grad():
             latents_vae = traj.x0[:, -1].float().clone()  # final x̂0 of every trajectory
-            sigmas = schedule_sigmas(model)
+            scheduler, steps, sampler = schedule or renoise_schedule(traj.config, traj.total_steps)
+            sigmas = schedule_sigmas(model, steps, scheduler, sampler)
 
             negative, scale = guidance
             recorded = {"targets": targets, "target_preset": resolve_preset(targets, family), "target_pattern": pattern,
-                        "guidance": scale}
+                        "guidance": scale, "renoise_schedule": f"{scheduler} {steps}",
+                        "renoise_sigmas": [round(float(s), 6) for s in sigmas]}
             if "positive" in traj.config:  # the trajectories came from a conditioning input, not the prompt text
                 recorded["trajectories_positive"] = traj.config["positive"]
 

@@ -4,6 +4,10 @@ Each batch item ``b`` runs with its own slider ``sel[b]`` at scale ``scale[b]``;
 input ``x_b`` the output gains ``scale[b]·(alpha/r)·up[sel[b]] @ down[sel[b]] @ x_b`` — exactly the weight
 delta of :class:`~sliderspace_core.sliderspace.bank.Slider`, applied in activation space so every item can differ.
 Hooks are attached only for the duration of a ``with adapters.attached(modules):`` block.
+
+Initialisation (the reference's): ``up`` is a random orthonormal column (``rank`` columns) per slider and module
+and stays FROZEN; only ``down`` trains. A slider therefore acts from its first step, so ``1 − cos(Δφ, v)`` never
+sees a vanishing Δφ (a zero ``up`` makes the first gradient ~1/‖Δφ‖, which floods Adam's second moment).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..common.errors import InputError
 from ..common.lowrank import lora_hook, lora_scale
 from .bank import Slider
 
@@ -22,11 +27,19 @@ def _key(name: str) -> str:
     return name.replace(".", "__")
 
 
+def orthonormal_columns(n: int, out_features: int, rank: int, generator: torch.Generator) -> torch.Tensor:
+    """``[n, out_features, rank]``: for each of ``n`` sliders, ``rank`` random orthonormal columns (seeded)."""
+    q, r = torch.linalg.qr(torch.randn(n, out_features, rank, generator=generator))
+    return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar-uniform, sign fixed
+
+
 class SliderAdapters(nn.Module):
-    """``n`` sliders over the same target modules, trainable, with per-item selection."""
+    """``n`` sliders over the same target modules (``down`` trainable, ``up`` frozen), with per-item selection."""
 
     def __init__(self, shapes: dict[str, tuple[int, int]], n_sliders: int, rank: int = 1, alpha: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, frozen_up: bool = True) -> None:
+        """``frozen_up`` True: the reference's init (above). False: the earlier init, kept to compare: ``up`` starts
+        at 0 and trains with ``down``, so a new slider does nothing (train it with a guarded cosine)."""
         super().__init__()
         self.names = sorted(shapes)
         self.rank, self.alpha, self.n_sliders = rank, float(alpha), n_sliders
@@ -35,8 +48,15 @@ class SliderAdapters(nn.Module):
         self.up = nn.ParameterDict()
         for name in self.names:
             out_f, in_f = shapes[name]
+            if not frozen_up:
+                self.down[_key(name)] = nn.Parameter(torch.randn(n_sliders, rank, in_f, generator=g) / in_f**0.5)
+                self.up[_key(name)] = nn.Parameter(torch.zeros(n_sliders, out_f, rank))
+                continue
+            if rank > out_f:
+                raise InputError("rank", f"is {rank} but module {name} has only {out_f} outputs.",
+                                 f"choose a rank of at most {out_f}.")
             self.down[_key(name)] = nn.Parameter(torch.randn(n_sliders, rank, in_f, generator=g) / in_f**0.5)
-            self.up[_key(name)] = nn.Parameter(torch.zeros(n_sliders, out_f, rank))  # a new slider does nothing
+            self.up[_key(name)] = nn.Parameter(orthonormal_columns(n_sliders, out_f, rank, g), requires_grad=False)
         self._sel: torch.Tensor | None = None
         self._scale: torch.Tensor | None = None
 

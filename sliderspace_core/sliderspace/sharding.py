@@ -8,8 +8,8 @@ files — belongs to the caller (the headless runner): here a process only recei
 Why the split gives the single-process bank bit for bit: in per-slider mode (``TrainConfig.batched =
 False``) every process replays the SAME global draw sequence (sliders, sample, sigma, noise of every step),
 computes only the items of its own sliders, each in its own pass of a fixed batch size, and steps the
-optimizer every step. A slider's update then depends only on its own items and on the elementwise AdamW
-arithmetic — never on which process, or which other sliders, shared the step.
+optimizer on its own drawn sliders. A slider's update then depends only on its own items and its own optimiser
+state (``optim.SliderAdamW``) — never on which process, or which other sliders, shared the step.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from ..decompose.directions import Directions
 from .adapters import SliderAdapters
 from .bank import BankMeta, SliderBank
 from .objective import slider_loss
+from .optim import SliderAdamW
 from .sharding import SliderShard, TrainCheckpoint, load_trainer_state, step_loss, trainer_state
 
 
@@ -54,7 +55,14 @@ class TrainConfig:
     checkpointing: bool = False
     """Recompute decode+embed in backward instead of storing their activations."""
     weight_decay: float = 0.01
-    """AdamW weight decay."""
+    """AdamW weight decay (of the sliders a step draws only: each slider has its own optimiser state)."""
+    init: Literal["reference", "zero_up"] = "reference"
+    """Slider initialisation. ``reference``: ``up`` a random orthonormal column, frozen, only ``down`` trains (the
+    slider acts from step 1). ``zero_up``: the earlier init, kept for side-by-side runs: ``up`` starts at 0 and
+    trains with ``down``; the cosine is then guarded (``cos_guard``)."""
+    cos_guard: float = 1e-3
+    """``zero_up`` only: ``cos = ⟨Δφ, v⟩ / √(‖Δφ‖² + cos_guard²)``, so the first steps' ‖Δφ‖ ≈ 0 cannot blow up the
+    gradient (and with it Adam's second moment)."""
     batched: bool = True
     """True: a step's sliders run as one batched pass (fastest in one process). False: one pass per slider
     (the reference's loop); each slider's update then depends only on its own items, which is what lets
@@ -125,8 +133,8 @@ class SliderTrainer:
         self.directions = F.normalize(directions.float(), dim=-1)
         self.latents, self.sigmas = latents, sigmas.float()
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.params = list(adapters.parameters())
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.params = [p for p in adapters.parameters() if p.requires_grad]  # ``down``; ``up`` is frozen
+        self.opt = SliderAdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.result = TrainResult(updates=[0] * adapters.n_sliders, config=asdict(cfg))
         self.shard = shard or SliderShard()
         self.shard.check(adapters.n_sliders)
@@ -176,7 +184,8 @@ class SliderTrainer:
         reps = sel.shape[0]
         with self.adapters.active(sel.to(dev), scale):
             phi1 = self._forward(x_t.repeat(reps, *[1] * (x_t.ndim - 1)), sig.repeat(reps))
-            loss, _ = slider_loss(phi1, phi0.expand(reps, -1), targets)
+            loss, _ = slider_loss(phi1, phi0.expand(reps, -1), targets,
+                                  self.cfg.cos_guard if self.cfg.init == "zero_up" else 0.0)
             grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         for p, g in zip(self.params, grads, strict=True):
             if g is not None:
@@ -203,7 +212,7 @@ class SliderTrainer:
                 p.grad /= sel.shape[0]
             self.item_losses.append(items)
             loss = step_loss(items)
-        self.opt.step()
+        self.opt.step([s for s in sel.tolist() if self.shard.owns(s)])  # undrawn sliders do not move
         for s in sel.tolist():
             self.result.updates[s] += 1
         self.result.losses.append(loss)
@@ -292,7 +301,8 @@ def train_bank(host: TrainHost, modules: Mapping[str, nn.Module], basis: Directi
                          f"choose n_sliders between 1 and {basis.n_components} (or raise PCA n_components).")
     dev = latents.device
     shapes = {n: (int(m.weight.shape[0]), int(m.weight.shape[1])) for n, m in modules.items()}
-    adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed).to(dev)
+    adapters = SliderAdapters(shapes, n_sliders, cfg.rank, cfg.alpha, seed=cfg.seed,
+                              frozen_up=cfg.init == "reference").to(dev)
     directions = basis.components[:n_sliders].float().clone()
     train_rows, held_rows = split_held_out(latents.shape[0])
     trainer = SliderTrainer(host, adapters, directions, latents[train_rows], sigmas.to(dev), cfg, shard)

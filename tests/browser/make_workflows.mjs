@@ -15,8 +15,8 @@ const text = (id, x, y, t) => ({ id, type: "CLIPTextEncode", pos: [x, y], w: { t
 
 // Each node: id, type, pos, w (widget values by name); links: [from id, output slot, to id, input name].
 const WORKFLOWS = {
-  // Runs as shipped on CI (no SHRINK): ToyWorld is tiny. tests/e2e checks that the top slider's row
-  // changes one factor of the world monotonically (read from the pixels).
+  // Runs as shipped on CI (no SHRINK): ToyWorld is tiny. tests/e2e checks that one of the top sliders' rows
+  // changes one factor of the world monotonically (read from the pixels); the grid shows every trained slider.
   toyworld_sliders: {
     nodes: [{ id: "tw", type: "SliderSpaceLoadToyWorld", pos: [20, 120] },
       text("pos", 20, 420, "a circle"), text("neg", 20, 700, ""),
@@ -28,10 +28,10 @@ const WORKFLOWS = {
         w: { n_components: 8, control_after_generate: "fixed" } },
       { id: "scree", type: "PreviewImage", pos: [1140, 40] },
       { id: "train", type: "SliderSpaceTrainSliders", pos: [1140, 360],
-        w: { n_sliders: 2, iterations: 200, learning_rate: 0.02, sliders_per_step: 2,
+        w: { n_sliders: 4, iterations: 400, learning_rate: 0.02, sliders_per_step: 2, bidirectional: true,
           control_after_generate: "fixed" } },
       { id: "loss", type: "PreviewImage", pos: [1500, 40] },
-      { id: "grid", type: "SliderSpaceSliderGrid", pos: [1500, 360], w: { sliders: "0-1", scales: "-2, -1, 0, 1, 2",
+      { id: "grid", type: "SliderSpaceSliderGrid", pos: [1500, 360], w: { sliders: "0-3", scales: "-2, -1, 0, 1, 2",
         seed: 0, control_after_generate: "fixed", steps: 16, cfg: 2.0, scheduler: "karras", width: 32, height: 32,
         start_percent: 0.0 } },
       { id: "out", type: "SaveImage", pos: [1880, 40], w: { filename_prefix: "toyworld_grid" } },

@@ -43,5 +43,6 @@ def test_runner_bank_loads_and_applies_in_the_pack(comfy, tiny, backend):
     pack_module("nodes.glue.family").check_bank_for_model(bank, tiny.model)
     assert len(bank) == 2 and bank.meta.family == "SD15" and sum(bank.meta.config["updates"]) == 3
     assert any(s.up[m].abs().sum() > 0 for s in bank.sliders for m in bank.modules)
+    assert bank.meta.config["renoise_schedule"] == "normal 3"  # the trajectories' own schedule, as Train Sliders
     patched = comfy["classes"]["SliderSpaceApplySliderBank"].execute(tiny.model, bank, "0:1.5", 1.0, 0.0, 1.0)[0]
     assert patched is not tiny.model

@@ -206,3 +206,28 @@ def test_node_discovery_gives_the_core_pipelines_pca_basis(comfy, world, native)
     assert cos.min() > 0.9999, cos
     torch.testing.assert_close(basis.explained_variance_ratio[:k], core.basis.explained_variance_ratio[:k],
                                rtol=1e-3, atol=1e-4)
+
+
+def test_train_sliders_renoises_to_the_core_hosts_karras_sigmas(comfy, world):
+    """On trajectories sampled as the F rows sample them (Euler, Karras, 16 steps), Train Sliders re-noises only to
+    ToyWorld's own 16 Karras sigmas — where the core host (``toyworld.pipeline``, F0–F4) re-noises — so F0c–F4c
+    train as F0–F4 do. Run by ComfyUI's executor; the sigmas are read where ComfyUI calls the denoiser."""
+    from .executor import Graph
+    from .test_training_schedule import assert_subset, recording
+
+    model, clip, vae, enc = world
+    seen: list[torch.Tensor] = []
+    g = Graph()
+    traj = g.node("SliderSpaceTrajectorySampler", model=model, clip=clip, prompts="a circle", negative="",
+                  trajectories=2, seed=0, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="karras", width=32,
+                  height=32, batch_size=2, keep_steps="every step", keep_every=1, store_dtype="float16")
+    emb = g.node("SliderSpaceClipEmbed", trajectories=traj[0], vae=vae, encoder=enc, batch_size=64)
+    basis = g.node("SliderSpacePCADecompose", embeddings=emb[0], n_components=2, method="auto", seed=0)
+    pos = g.node("CLIPTextEncode", clip=clip, text="a circle")
+    bank = g.node("SliderSpaceTrainSliders", model=recording(model, seen), vae=vae, encoder=enc, positive=pos[0],
+                  basis=basis[0], trajectories=traj[0], n_sliders=1, iterations=4, learning_rate=2e-2, rank=1,
+                  targets="auto", target_pattern="", sliders_per_step=1, seed=0, bidirectional=False,
+                  gradient_checkpointing=False, cfg=1.0)
+    [bank] = g.run(bank[0])
+    assert_subset(seen, karras_sigmas(STEPS)[:-1])
+    assert bank.meta.config["renoise_schedule"] == f"karras {STEPS}"
