@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ...sliderspace_core.sliderspace.bank import fingerprint_state, parse_scales
 from ...sliderspace_core.sliderspace.export import merge_sliders
+from ...sliderspace_core.sliderspace.labels import parse_labels, with_labels
 from ...sliderspace_core.sliderspace.random_sliders import SparseSpec, describe, draw_subset
 from .. import sockets as S
 from ..glue.family import check_bank_for_model
@@ -46,15 +47,24 @@ class ApplySliderBank(io.ComfyNode):
                                tooltip="Sliders switch on at this point of the schedule (0 = first step)."),
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="...and off after this point."),
+                io.String.Input("labels", default="", optional=True,
+                                tooltip="Slider names, as in Label Bank: '0: smiling, 3: older'. The slider widget's "
+                                        "label boxes write them here; they go into the `bank` output (save it with "
+                                        "Save Slider Bank). Empty: the bank's own labels."),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(), S.Bank.Output(display_name="bank",
+                                                      tooltip="The input bank with `labels` applied (a copy).")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, bank, scales, multiplier, start_percent, end_percent) -> io.NodeOutput:
+    def execute(cls, model, bank, scales, multiplier, start_percent, end_percent, labels="") -> io.NodeOutput:
         with node_errors(cls.NAME):
             check_bank_for_model(bank, model)
+            # What the slider widget draws after a run, for banks it cannot read from a file (e.g. straight from
+            # Train Sliders): the real count and the bank's own labels, before this node's `labels`.
+            shown = {"sliderspace_bank": [{"n_sliders": len(bank), "labels": [s.label for s in bank.sliders]}]}
+            named = with_labels(bank, parse_labels(labels, len(bank))) if (labels or "").strip() else bank
             chosen = {i: s * multiplier for i, s in parse_scales(scales, len(bank)).items()}
             chosen = {i: s for i, s in chosen.items() if s != 0.0}
             deltas = {}
@@ -62,7 +72,7 @@ class ApplySliderBank(io.ComfyNode):
                 deltas = merge_sliders(bank, chosen)
             key = application_key(cls, "apply", bank, (sorted(chosen.items()), start_percent, end_percent))
             out = apply_deltas(model, deltas, start_percent, end_percent, tag=key)
-        return io.NodeOutput(out)
+        return io.NodeOutput(out, named, ui=shown)
 
 
 class RandomSparseSliders(io.ComfyNode):

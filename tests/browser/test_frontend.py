@@ -19,7 +19,8 @@ VANILLA = ("violates the following Content Security Policy directive", "Failed t
 @pytest.fixture(scope="module")
 def report(browser_tools, comfy_server) -> dict:
     return run_node("ui_checks.mjs", comfy_server.url, str(ARTIFACTS / "browser"), BANK_SMALL,
-                    str(WORKFLOW_DIR / "sliderspace_apply.json"), *map(str, example_workflows()))
+                    str(WORKFLOW_DIR / "sliderspace_apply.json"), str(WORKFLOW_DIR / "sliderspace_discover.json"),
+                    *map(str, example_workflows()))
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +66,15 @@ def test_example_workflow_loads_cleanly(report, name):
     assert not errors, errors
 
 
-STAGED = ["sliderspace_discover_sdxl.json", "sliderspace_discover_flux.json", "sliderspace_apply_sdxl.json",
-          "sliderspace_apply_flux.json", "elrond_directions_sdxl.json", "sae_concepts_sdxl.json"]
-"""The family templates, laid out by stage (tests/browser/layout.mjs)."""
+UNSTAGED = {"toyworld_sliders.json"}
+"""Exempt for now: the ToyWorld template keeps its hand-placed layout (another change is rebuilding its graph)."""
+STAGED = [p.name for p in example_workflows() if p.name not in UNSTAGED]
+"""Every other template is laid out by stage (tests/browser/layout.mjs): SD1.5, SDXL and FLUX alike."""
+
+
+def test_the_staged_templates_are_all_of_them_but_toyworld():
+    assert len(STAGED) >= 12 and {"sliderspace_discover.json", "sae_concepts.json",
+                                  "sliderspace_discover_flux.json"} <= set(STAGED)
 
 
 def overlaps(boxes: list[dict]) -> list[str]:
@@ -83,7 +90,7 @@ def overlaps(boxes: list[dict]) -> list[str]:
 
 
 @pytest.mark.parametrize("name", STAGED)
-def test_family_template_is_readable(report, name):
+def test_template_is_readable(report, name):
     facts = report["workflows"][name]
     assert not overlaps(facts["rects"]), f"{name}: overlapping nodes {overlaps(facts['rects'])}"
     assert len(facts["groups"]) >= 4 and not overlaps(facts["groups"]), facts["groups"]
@@ -115,8 +122,10 @@ def test_moving_a_slider_changes_the_scales_sent_to_prompt(report):
 
 
 def test_labels_are_editable_and_persist(report):
+    """A typed label is the node's `labels` input (Label Bank's syntax): it reaches the prompt, hence the bank."""
     w = report["widget"]
-    assert w["edited_props"]["labels"][1] == "older (edited)"
+    assert w["edited_sent"]["labels"] == "1: older (edited)"
+    assert "labels" not in w["edited_props"]  # one label system: not a second copy in the node's properties
     assert w["reloaded"]["labels"][1] == "older (edited)"
     assert w["reloaded"]["values"] == w["moved"]["values"]
     assert w["reloaded_sent"]["scales"] == w["moved_sent"]["scales"]
@@ -152,3 +161,41 @@ def test_widget_screenshot_is_written(report):
         assert im.width > 200 and im.height > 150
     errors = [e for e in report["widget"]["console_errors"] if not any(v in e for v in VANILLA)]
     assert not errors, errors
+
+
+def test_a_bank_straight_from_train_sliders_gets_its_sliders(report):
+    """No file to read: the count is Train Sliders' n_sliders (8 in the discover template), and follows it."""
+    t = report["widget"]["train"]
+    assert len(t["from_widget"]["values"]) == 8
+    assert t["from_widget"]["labels"] == [f"slider {i}" for i in range(8)]  # placeholders, not invented names
+    assert t["from_widget"]["typed"] == [""] * 8
+    assert "n_sliders" in t["from_widget"]["note"]
+    assert len(t["changed"]["values"]) == 3
+    assert t["labelled_sent"]["labels"] == "0: wider"
+
+
+def test_after_a_run_the_widget_shows_the_bank_the_node_got(report):
+    """The node's report (its UI output, tests/comfy/test_apply_labels.py) arrives as the server's `executed`
+    message: the real count replaces the n_sliders estimate, until n_sliders changes again."""
+    t = report["widget"]["train"]
+    assert t["ran"]
+    assert len(t["after_run"]["values"]) == 2 and t["after_run"]["note"] is None
+    assert t["after_run"]["typed"] == ["wider", ""]
+    assert t["after_run_sent"]["labels"] == "0: wider"
+    assert len(t["recounted"]["values"]) == 5
+
+
+def test_labels_typed_in_an_earlier_version_become_the_nodes_labels(report):
+    w = report["widget"]
+    assert w["legacy"]["typed"] == ["", "older (typed in 0.1.0)", "", ""]
+    assert w["legacy_sent"]["labels"] == "1: older (typed in 0.1.0)"
+    assert w["legacy_sent"]["scales"] == "0:1.5"  # the saved widget values land where they were saved
+    assert "labels" not in (w["legacy_sent"]["workflowProps"] or {})
+
+
+def test_label_bank_labels_show_through_the_widget(report, bank_info):
+    """Load Slider Bank → Label Bank → Apply: the widget shows the bank's labels with Label Bank's laid over."""
+    want = list(bank_info["labels"])
+    want[2] = "from Label Bank"
+    assert report["widget"]["label_bank"]["labels"] == want
+    assert report["widget"]["label_bank"]["typed"] == [""] * 4

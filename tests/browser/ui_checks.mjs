@@ -1,5 +1,6 @@
 // Collects facts about the pack in the real frontend; tests/browser/test_frontend.py asserts on them.
-//   node ui_checks.mjs <server url> <artifact dir> <another bank file> <apply workflow> <workflow.json>...
+//   node ui_checks.mjs <server url> <artifact dir> <another bank file> <apply workflow> <discover workflow>
+//     <workflow.json>...
 // Prints one JSON object: library, workflows (per file: new console errors, missing node types, widget
 // values that did not survive loading), widget (sliders, labels, prompts after moving / reset / randomize,
 // persistence), screenshot path.
@@ -7,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { capturePrompt, launch, loadWorkflow, openApp } from "./lib.mjs";
 
-const [url, artifactDir, otherBank, applyFile, ...files] = process.argv.slice(2);
+const [url, artifactDir, otherBank, applyFile, discoverFile, ...files] = process.argv.slice(2);
 const report = { workflows: {} };
 
 async function applyNode(page) {
@@ -17,14 +18,16 @@ async function applyNode(page) {
 async function scalesSent(page) {
   const body = await capturePrompt(page);
   const [id] = Object.entries(body.prompt).find(([, n]) => n.class_type === "SliderSpaceApplySliderBank");
-  return { scales: body.prompt[id].inputs.scales, workflowProps: body.extra_data?.extra_pnginfo?.workflow?.nodes
+  return { scales: body.prompt[id].inputs.scales, labels: body.prompt[id].inputs.labels, workflowProps: body.extra_data?.extra_pnginfo?.workflow?.nodes
     ?.find((n) => String(n.id) === id)?.properties?.sliderspace ?? null };
 }
 
 async function sliderState(page) {
   return page.evaluate(() => ({
     values: [...document.querySelectorAll(".sliderspace-slider")].map((e) => Number(e.value)),
-    labels: [...document.querySelectorAll(".sliderspace-label")].map((e) => e.value),
+    labels: [...document.querySelectorAll(".sliderspace-label")].map((e) => e.value || e.placeholder),
+    typed: [...document.querySelectorAll(".sliderspace-label")].map((e) => e.value),
+    note: document.querySelector(".sliderspace-note")?.textContent ?? null,
     shown: [...document.querySelectorAll(".sliderspace-value")].map((e) => e.textContent),
   }));
 }
@@ -115,6 +118,7 @@ try {
   await l1.blur();
   w.edited_props = await page.evaluate((id) => window.app.graph.getNodeById(id).properties.sliderspace,
     await applyNode(page));
+  w.edited_sent = await scalesSent(page);
   fs.mkdirSync(artifactDir, { recursive: true });
   w.screenshot = path.join(artifactDir, "widget.png");
   await page.screenshot({ path: w.screenshot, clip: rect });
@@ -155,6 +159,81 @@ try {
     { timeout: 10000 }).catch(() => {});
   w.switched = await sliderState(page);
   w.switched_sent = await scalesSent(page);
+
+  // 4. A bank straight from Train Sliders (no file yet): the count is Train Sliders' n_sliders until a run, then
+  // what Apply Slider Bank reported about the bank it got (its UI output, delivered as the server's "executed").
+  const t = (w.train = {});
+  await loadWorkflow(page, JSON.parse(fs.readFileSync(discoverFile, "utf8")));
+  const applyId = await page.evaluate(() => { // added and linked as a user would
+    const { app, LiteGraph } = window;
+    const find = (type) => app.graph.nodes.find((n) => n.type === type);
+    const apply = LiteGraph.createNode("SliderSpaceApplySliderBank");
+    apply.pos = [0, 1400];
+    app.graph.add(apply);
+    find("CheckpointLoaderSimple").connect(0, apply, apply.findInputSlot("model"));
+    find("SliderSpaceTrainSliders").connect(0, apply, apply.findInputSlot("bank"));
+    return apply.id;
+  });
+  const count = (n) => page.waitForFunction((n) => document.querySelectorAll(".sliderspace-slider").length === n, n,
+    { timeout: 10000 }).catch(() => {});
+  const setTrain = (n) => page.evaluate((n) => {
+    const train = window.app.graph.nodes.find((x) => x.type === "SliderSpaceTrainSliders");
+    const nw = train.widgets.find((x) => x.name === "n_sliders");
+    nw.value = n;
+    nw.callback?.(n);
+    window.app.canvas.setDirty(true, true);
+  }, n);
+  await focusApply(page); // in view, so it is drawn (the widget looks upstream when drawn)
+  await count(8);
+  t.from_widget = await sliderState(page);
+  await setTrain(3);
+  await count(3);
+  t.changed = await sliderState(page);
+  const l0 = page.locator(".sliderspace-label").nth(0);
+  await l0.fill("wider");
+  await l0.press("Enter");
+  await l0.blur();
+  t.labelled_sent = await scalesSent(page);
+  t.ran = await page.evaluate((id) => {
+    const api = window.app.api ?? window.comfyAPI?.api?.api;
+    const output = { sliderspace_bank: [{ n_sliders: 2, labels: ["slider 0", "slider 1"] }] };
+    api.dispatchCustomEvent("executed", { node: String(id), display_node: String(id), output, prompt_id: "p" });
+    return Boolean(api);
+  }, applyId);
+  await count(2);
+  t.after_run = await sliderState(page);
+  t.after_run_sent = await scalesSent(page);
+  await setTrain(5); // the report was about 2 sliders; another count means another bank
+  await count(5);
+  t.recounted = await sliderState(page);
+
+  // Label Bank between the bank and Apply: its labels are laid over the bank's own (the grey placeholders).
+  await loadWorkflow(page, JSON.parse(fs.readFileSync(applyFile, "utf8")));
+  await page.evaluate(() => {
+    const { app, LiteGraph } = window;
+    const find = (type) => app.graph.nodes.find((n) => n.type === type);
+    const lb = LiteGraph.createNode("SliderSpaceLabelBank");
+    app.graph.add(lb);
+    lb.widgets.find((x) => x.name === "labels").value = "2: from Label Bank";
+    const apply = find("SliderSpaceApplySliderBank");
+    find("SliderSpaceLoadSliderBank").connect(0, lb, lb.findInputSlot("bank"));
+    lb.connect(0, apply, apply.findInputSlot("bank"));
+  });
+  await focusApply(page);
+  await page.waitForFunction(() => document.querySelectorAll(".sliderspace-label")[2]?.placeholder === "from Label Bank",
+    null, { timeout: 10000 }).catch(() => {});
+  w.label_bank = await sliderState(page);
+
+  // 5. A workflow saved by 0.1.0, whose widget kept typed labels only in the node's properties: on opening,
+  // they become the node's `labels` (so they reach the bank); the saved widget values stay where they were.
+  const old = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "..", "legacy_workflows", "0.1.0", "ui",
+    "sliderspace_apply.json"), "utf8"));
+  const oldApply = old.nodes.find((n) => n.type === "SliderSpaceApplySliderBank");
+  oldApply.properties.sliderspace = { bank: null, values: [], labels: ["", "older (typed in 0.1.0)"] };
+  await loadWorkflow(page, old);
+  await count(4);
+  w.legacy = await sliderState(page);
+  w.legacy_sent = await scalesSent(page);
   w.console_errors = log.filter((e) => /sliderspace/i.test(e));
 } finally {
   await browser.close();

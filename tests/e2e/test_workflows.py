@@ -95,6 +95,24 @@ def test_frontend_converts_with_the_documented_file_names(api_prompts, name):
         assert any(n["inputs"].get("text") == link for n in prompt.values() if n["class_type"] == "CLIPTextEncode")
 
 
+DISCOVER = sorted(p.name for p in example_workflows() if p.name.startswith("sliderspace_discover"))
+
+
+@pytest.mark.parametrize("name", DISCOVER)
+def test_discover_templates_take_the_prompt_once(api_prompts, name):
+    """One prompt node feeds the Trajectory Sampler's conditioning and Train Sliders' positive (and the grid's,
+    where there is one); the sampler's `prompts` text is then a one-line label, which the node requires."""
+    prompt = api_prompts[name]["prompt"]
+    [traj] = of_type(prompt, "SliderSpaceTrajectorySampler")
+    [train] = of_type(prompt, "SliderSpaceTrainSliders")
+    cond = prompt[traj]["inputs"].get("conditioning")
+    assert isinstance(cond, list), f"{name}: the Trajectory Sampler encodes its own prompts (typed twice)"
+    assert prompt[train]["inputs"]["positive"] == cond
+    for grid in of_type(prompt, "SliderSpaceSliderGrid"):
+        assert prompt[grid]["inputs"]["positive"] == cond
+    assert len(prompt[traj]["inputs"]["prompts"].strip().splitlines()) == 1
+
+
 def saved_image(server, outputs: dict, prompt: dict, prefix: str):
     """The pixels of the one image the SaveImage node with this filename prefix wrote."""
     from PIL import Image
