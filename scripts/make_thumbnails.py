@@ -22,7 +22,7 @@ SIZE = (1520, 900)
 BG = (24, 24, 24)
 
 RESULT = {  # template → (ToyWorld picture, what the picture is)
-    "toyworld_sliders": ("toyworld_slider_grid.png", "Output of this template (its Slider Grid)"),
+    "toyworld_sliders": ("toyworld_slider_grid.png", "Its Slider Grid, from its earlier settings (2 sliders)"),
     "sliderspace_discover": ("toyworld_slider_grid.png", "A Slider Grid of discovered sliders"),
     "sliderspace_discover_sdxl": ("toyworld_slider_grid.png", "A Slider Grid of discovered sliders"),
     "sliderspace_discover_flux": ("toyworld_slider_grid.png", "A Slider Grid of discovered sliders"),

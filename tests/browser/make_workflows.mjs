@@ -8,6 +8,7 @@ import { FAMILY_WORKFLOWS } from "./family_workflows.mjs";
 import { buildStaged } from "./layout.mjs";
 import { launch, loadWorkflow, openApp } from "./lib.mjs";
 import { SD15_WORKFLOWS } from "./sd15_workflows.mjs";
+import { note } from "./family_workflows.mjs";
 import { SDXL_METHOD_WORKFLOWS } from "./sdxl_method_workflows.mjs";
 
 const VIEW = { x: 70, y: 90, width: 1520, height: 900 }; // the thumbnail: the canvas below the bars
@@ -18,25 +19,28 @@ const WORKFLOWS = {
   // Runs as shipped on CI (no SHRINK): ToyWorld is tiny. tests/e2e checks that one of the top sliders' rows
   // changes one factor of the world monotonically (read from the pixels); the grid shows every trained slider.
   toyworld_sliders: {
-    nodes: [{ id: "tw", type: "SliderSpaceLoadToyWorld", pos: [20, 120] },
-      text("pos", 20, 420, "a circle"), text("neg", 20, 700, ""),
-      { id: "traj", type: "SliderSpaceTrajectorySampler", pos: [440, 40], w: { prompts: "a circle",
-        trajectories: 32, seed: 0, control_after_generate: "fixed", steps: 16, cfg: 2.0, scheduler: "karras",
-        width: 32, height: 32, batch_size: 32, keep_steps: "every step" } },
-      { id: "embed", type: "SliderSpaceClipEmbed", pos: [800, 40], w: { batch_size: 64 } },
-      { id: "pca", type: "SliderSpacePCADecompose", pos: [800, 260],
-        w: { n_components: 8, control_after_generate: "fixed" } },
-      { id: "scree", type: "PreviewImage", pos: [1140, 40] },
-      { id: "train", type: "SliderSpaceTrainSliders", pos: [1140, 360],
+    order: ["tw", "pos", "neg", "traj", "embed", "pca", "scree", "train", "loss", "grid", "out", "cells"],
+    stages: [
+      { title: "1. Load ToyWorld", nodes: [{ id: "tw", type: "SliderSpaceLoadToyWorld" },
+        note("SliderSpace on ToyWorld, the pack's own 32×32 test world: runs on the CPU, nothing to download.\n\n" +
+          "Change the prompt ('a circle', 'a square', 'a triangle', with words such as 'red', 'small', " +
+          "'on the left'); raise `trajectories`, `n_sliders` or `iterations` for more or steadier sliders.")] },
+      { title: "2. Prompt", nodes: [text("pos", 0, 0, "a circle"), text("neg", 0, 0, "")] },
+      { title: "3. Sample trajectories", nodes: [{ id: "traj", type: "SliderSpaceTrajectorySampler",
+        w: { prompts: "a circle", trajectories: 32, seed: 0, control_after_generate: "fixed", steps: 16, cfg: 2.0,
+          scheduler: "karras", width: 32, height: 32, batch_size: 32, keep_steps: "every step" } }] },
+      { title: "4. Embed and PCA", nodes: [{ id: "embed", type: "SliderSpaceClipEmbed", w: { batch_size: 64 } },
+        { id: "pca", type: "SliderSpacePCADecompose", w: { n_components: 8, control_after_generate: "fixed" } },
+        { id: "scree", type: "PreviewImage", title: "Scree plot" }] },
+      { title: "5. Train sliders", nodes: [{ id: "train", type: "SliderSpaceTrainSliders",
         w: { n_sliders: 4, iterations: 400, learning_rate: 0.02, sliders_per_step: 2, bidirectional: true,
-          control_after_generate: "fixed" } },
-      { id: "loss", type: "PreviewImage", pos: [1500, 40] },
-      { id: "grid", type: "SliderSpaceSliderGrid", pos: [1500, 360], w: { sliders: "0-3", scales: "-2, -1, 0, 1, 2",
-        seed: 0, control_after_generate: "fixed", steps: 16, cfg: 2.0, scheduler: "karras", width: 32, height: 32,
-        start_percent: 0.0 } },
-      { id: "out", type: "SaveImage", pos: [1880, 40], w: { filename_prefix: "toyworld_grid" } },
-      { id: "cells", type: "SaveImage", pos: [1880, 420], w: { filename_prefix: "toyworld_cells" },
-        title: "Grid cells (row-major)" }],
+          control_after_generate: "fixed" } }, { id: "loss", type: "PreviewImage", title: "Loss curve" }] },
+      { title: "6. Slider Grid", nodes: [{ id: "grid", type: "SliderSpaceSliderGrid", w: { sliders: "0-3",
+        scales: "-2, -1, 0, 1, 2", seed: 0, control_after_generate: "fixed", steps: 16, cfg: 2.0, scheduler: "karras",
+        width: 32, height: 32, start_percent: 0.0 } },
+        { id: "out", type: "SaveImage", w: { filename_prefix: "toyworld_grid" } },
+        { id: "cells", type: "SaveImage", w: { filename_prefix: "toyworld_cells" }, title: "Grid cells (row-major)" }] },
+    ],
     links: [["tw", 1, "pos", "clip"], ["tw", 1, "neg", "clip"],
       ["tw", 0, "traj", "model"], ["tw", 1, "traj", "clip"],
       ["traj", 0, "embed", "trajectories"], ["tw", 2, "embed", "vae"], ["tw", 3, "embed", "encoder"],

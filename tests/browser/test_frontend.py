@@ -66,14 +66,12 @@ def test_example_workflow_loads_cleanly(report, name):
     assert not errors, errors
 
 
-UNSTAGED = {"toyworld_sliders.json"}
-"""Exempt for now: the ToyWorld template keeps its hand-placed layout (another change is rebuilding its graph)."""
-STAGED = [p.name for p in example_workflows() if p.name not in UNSTAGED]
-"""Every other template is laid out by stage (tests/browser/layout.mjs): SD1.5, SDXL and FLUX alike."""
+STAGED = [p.name for p in example_workflows()]
+"""Every template is laid out by stage (tests/browser/layout.mjs): ToyWorld, SD1.5, SDXL and FLUX alike."""
 
 
-def test_the_staged_templates_are_all_of_them_but_toyworld():
-    assert len(STAGED) >= 12 and {"sliderspace_discover.json", "sae_concepts.json",
+def test_the_staged_templates_are_all_of_them():
+    assert len(STAGED) >= 13 and {"sliderspace_discover.json", "sae_concepts.json", "toyworld_sliders.json",
                                   "sliderspace_discover_flux.json"} <= set(STAGED)
 
 
