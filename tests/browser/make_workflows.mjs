@@ -12,9 +12,9 @@ import { note } from "./family_workflows.mjs";
 import { SDXL_METHOD_WORKFLOWS } from "./sdxl_method_workflows.mjs";
 
 const VIEW = { x: 70, y: 90, width: 1520, height: 900 }; // the thumbnail: the canvas below the bars
-const text = (id, x, y, t) => ({ id, type: "CLIPTextEncode", pos: [x, y], w: { text: t }, title: id === "neg" ? "Negative" : "Positive" });
+const text = (id, t) => ({ id, type: "CLIPTextEncode", w: { text: t }, title: id === "neg" ? "Negative" : "Positive" });
 
-// Each node: id, type, pos, w (widget values by name); links: [from id, output slot, to id, input name].
+// Each template: stages of nodes (id, type, w: widget values by name), links: [from id, output slot, to id, input name].
 const WORKFLOWS = {
   // Runs as shipped on CI (no SHRINK): ToyWorld is tiny. tests/e2e checks that one of the top sliders' rows
   // changes one factor of the world monotonically (read from the pixels); the grid shows every trained slider.
@@ -25,7 +25,7 @@ const WORKFLOWS = {
         note("SliderSpace on ToyWorld, the pack's own 32×32 test world: runs on the CPU, nothing to download.\n\n" +
           "Change the prompt ('a circle', 'a square', 'a triangle', with words such as 'red', 'small', " +
           "'on the left'); raise `trajectories`, `n_sliders` or `iterations` for more or steadier sliders.")] },
-      { title: "2. Prompt", nodes: [text("pos", 0, 0, "a circle"), text("neg", 0, 0, "")] },
+      { title: "2. Prompt", nodes: [text("pos", "a circle"), text("neg", "")] },
       { title: "3. Sample trajectories", nodes: [{ id: "traj", type: "SliderSpaceTrajectorySampler",
         w: { prompts: "a circle", trajectories: 32, seed: 0, control_after_generate: "fixed", steps: 16, cfg: 2.0,
           scheduler: "karras", width: 32, height: 32, batch_size: 32, keep_steps: "every step" } }] },
@@ -53,34 +53,6 @@ const WORKFLOWS = {
       ["grid", 0, "out", "images"], ["grid", 1, "cells", "images"]],
   },
 };
-
-async function build(page, spec) {
-  return page.evaluate((spec) => {
-    const { app, LiteGraph } = window;
-    app.graph.clear();
-    const made = {};
-    for (const n of spec.nodes) {
-      const node = LiteGraph.createNode(n.type);
-      if (!node) throw new Error(`unknown node type ${n.type}`);
-      node.pos = n.pos;
-      if (n.title) node.title = n.title;
-      app.graph.add(node);
-      for (const [name, value] of Object.entries(n.w || {})) {
-        const w = node.widgets?.find((x) => x.name === name);
-        if (!w) throw new Error(`${n.type} has no widget ${name}`);
-        w.value = value;
-      }
-      made[n.id] = node;
-    }
-    for (const [from, slot, to, input] of spec.links) {
-      const dst = made[to];
-      const idx = dst.findInputSlot(input);
-      if (idx < 0) throw new Error(`${dst.type} has no input ${input}`);
-      if (!made[from].connect(slot, dst, idx)) throw new Error(`cannot link ${from}:${slot} -> ${to}.${input}`);
-    }
-    return app.graph.serialize();
-  }, spec);
-}
 
 /** Scale and centre the canvas so that every node is visible. */
 export async function fitView(page) {
@@ -115,7 +87,7 @@ const browser = await launch();
 try {
   const { page } = await openApp(browser, url, { width: 1600, height: 1000 });
   for (const [name, spec] of Object.entries(WORKFLOWS).filter(([n]) => !only.length || only.includes(n))) {
-    const wf = spec.stages ? await buildStaged(page, spec) : await build(page, spec);
+    const wf = await buildStaged(page, spec); // every template is laid out by stage
     fs.writeFileSync(path.join(outDir, `${name}.json`), JSON.stringify(wf, null, 2) + "\n");
     await loadWorkflow(page, wf); // thumbnail: the workflow as it opens, fitted to the view
     await fitView(page);
