@@ -9,14 +9,14 @@ sizes are shrunk as in test_workflows.SHRINK; every other input and every link i
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 import pytest
 import torch
 
 from ..comfy.executor import Graph
-from .test_workflows import SHRINK
+from .test_workflows import SHRINK, of_type
+from .test_workflows import shrink as shrink_with
 
 FAMILY_OF = {"sliderspace_discover_sdxl.json": "SDXL", "sliderspace_apply_sdxl.json": "SDXL",
              "elrond_directions_sdxl.json": "SDXL", "sae_concepts_sdxl.json": "SDXL",
@@ -65,16 +65,7 @@ def tiny_families(tmp_path_factory):
 
 
 def shrink(prompt: dict) -> dict:
-    out = copy.deepcopy(prompt)
-    for node in out.values():
-        for k, v in TINY.get(node["class_type"], {}).items():
-            assert k in node["inputs"], f"{node['class_type']} has no input {k} (SHRINK is stale)"
-            node["inputs"][k] = v
-    return out
-
-
-def of_type(prompt: dict, class_type: str) -> list[str]:
-    return [i for i, n in prompt.items() if n["class_type"] == class_type]
+    return shrink_with(prompt, table=TINY)
 
 
 def replace_node(prompt: dict, node_id: str, links: list) -> None:

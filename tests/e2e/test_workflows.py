@@ -47,14 +47,17 @@ SAVED_FILES = {"elrond_directions.json": ("elrond", "ELRONDSaveDirections"),
 """Workflows that save a model file: (models/ subfolder, saving node)."""
 
 
-def shrink(prompt: dict, name: str = "") -> dict:
+def shrink(prompt: dict, name: str = "", table: dict | None = None, strict: bool = True) -> dict:
+    """``prompt`` with the counts of ``table`` (default SHRINK) set; ``strict``: every listed input must exist
+    (False for prompts saved by an older version, which may lack a newer input)."""
     out = copy.deepcopy(prompt)
     if name in NOT_SHRUNK:
         return out
     for node in out.values():
-        for k, v in SHRINK.get(node["class_type"], {}).items():
-            assert k in node["inputs"], f"{node['class_type']} has no input {k} (SHRINK is stale)"
-            node["inputs"][k] = v
+        for k, v in (SHRINK if table is None else table).get(node["class_type"], {}).items():
+            if k in node["inputs"] or strict:
+                assert k in node["inputs"], f"{node['class_type']} has no input {k} (SHRINK is stale)"
+                node["inputs"][k] = v
     return out
 
 

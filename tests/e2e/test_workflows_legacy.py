@@ -10,7 +10,6 @@ see the server as they expect.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import pathlib
@@ -18,7 +17,7 @@ import pathlib
 import pytest
 
 from ..live.fixtures import run_node
-from .test_workflows import SHRINK
+from .test_workflows import shrink
 
 LEGACY = pathlib.Path(__file__).resolve().parents[1] / "legacy_workflows"
 VERSIONS = sorted(p.name for p in LEGACY.iterdir() if (p / "api").is_dir())
@@ -26,11 +25,8 @@ VERSIONS = sorted(p.name for p in LEGACY.iterdir() if (p / "api").is_dir())
 
 def _shrink(prompt: dict) -> dict:
     """The e2e counts, set only where the old prompt has the input (an old version may lack a newer one)."""
-    out = copy.deepcopy(prompt)
+    out = shrink(prompt, strict=False)
     for node in out.values():
-        for k, v in SHRINK.get(node["class_type"], {}).items():
-            if k in node["inputs"]:
-                node["inputs"][k] = v
         if node["class_type"] == "SliderSpaceTrainSliders":
             node["inputs"]["n_sliders"] = 2  # SHRINK's Slider Grid shows sliders 0-1 (ToyWorld's graph has both)
     return out
